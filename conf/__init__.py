@@ -1,0 +1,1 @@
+"""Hydra configuration (YAML) shipped as the package ``orchestrator.conf``."""

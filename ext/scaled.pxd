@@ -1,0 +1,152 @@
+# cython: language_level=3
+"""Exact decimal text <-> scaled int64: the C core, cimported by the wire parsers.
+
+``parse_scaled(b"64250.10", 2)`` gives ``6425010`` without going through float or
+Decimal. A value with more significant fractional digits than ``scale`` is rejected
+(``SCALED_TOO_PRECISE``), never rounded.
+"""
+
+from libc.stdint cimport int64_t, uint64_t
+
+cdef enum:
+    SCALED_OK = 0
+    SCALED_EMPTY = 1
+    SCALED_BAD_CHAR = 2
+    SCALED_TOO_PRECISE = 3
+    SCALED_OVERFLOW = 4
+    SCALED_BAD_SCALE = 5
+    SCALED_MAX_SCALE = 18
+
+cdef extern from *:
+    """
+    #define SLIP_I64_MAX_DIV10 922337203685477580ULL
+    """
+    const uint64_t SLIP_I64_MAX_DIV10
+
+
+cdef inline int decompose_decimal(const unsigned char* p, Py_ssize_t n, uint64_t* mant,
+                                  int* expo10, bint* negative) noexcept nogil:
+    """Split ``[+-]digits[.digits][(e|E)[+-]digits]`` into ``mant * 10**expo10``.
+
+    ``mant`` has no trailing zero digit (or is 0); it must fit in int64.
+    Returns a ``SCALED_*`` status.
+    """
+    cdef Py_ssize_t i = 0
+    cdef bint seen_digit = False
+    cdef bint in_frac = False
+    cdef uint64_t acc = 0
+    cdef uint64_t d
+    cdef int frac = 0            # fractional digits folded into acc
+    cdef int pending = 0         # zero digits after the last non-zero digit
+    cdef int pending_frac = 0    # ... of which fractional
+    cdef int e = 0
+    cdef bint e_neg = False
+    cdef unsigned char c
+
+    negative[0] = False
+    if n <= 0:
+        return SCALED_EMPTY
+    c = p[0]
+    if c == 45:                  # '-'
+        negative[0] = True
+        i = 1
+    elif c == 43:                # '+'
+        i = 1
+    while i < n:
+        c = p[i]
+        if c == 48:              # '0'
+            seen_digit = True
+            if acc == 0:
+                if in_frac:
+                    frac += 1
+            else:
+                pending += 1
+                if in_frac:
+                    pending_frac += 1
+        elif 49 <= c <= 57:      # '1'..'9'
+            seen_digit = True
+            while pending > 0:
+                if acc > SLIP_I64_MAX_DIV10:
+                    return SCALED_OVERFLOW
+                acc *= 10
+                pending -= 1
+            frac += pending_frac
+            pending_frac = 0
+            d = c - 48
+            if acc > SLIP_I64_MAX_DIV10 or (acc == SLIP_I64_MAX_DIV10 and d > 7):
+                return SCALED_OVERFLOW
+            acc = acc * 10 + d
+            if in_frac:
+                frac += 1
+        elif c == 46 and not in_frac:                # '.'
+            in_frac = True
+        elif (c == 101 or c == 69) and seen_digit:   # 'e' / 'E'
+            i += 1
+            if i < n and (p[i] == 45 or p[i] == 43):
+                e_neg = p[i] == 45
+                i += 1
+            if i >= n:
+                return SCALED_BAD_CHAR
+            while i < n:
+                c = p[i]
+                if c < 48 or c > 57:
+                    return SCALED_BAD_CHAR
+                if e < 100000:
+                    e = e * 10 + (c - 48)
+                i += 1
+            break
+        else:
+            return SCALED_BAD_CHAR
+        i += 1
+    if not seen_digit:
+        return SCALED_BAD_CHAR
+    mant[0] = acc
+    if acc == 0:
+        expo10[0] = 0
+        return SCALED_OK
+    expo10[0] = (pending - pending_frac) - frac + (-e if e_neg else e)
+    return SCALED_OK
+
+
+cdef inline int parse_scaled(const unsigned char* p, Py_ssize_t n, int scale,
+                             int64_t* out) noexcept nogil:
+    """Parse ``p[0:n]`` into the exact integer ``value * 10**scale``.
+
+    Returns a ``SCALED_*`` status; ``out`` is written only on ``SCALED_OK``.
+    """
+    cdef uint64_t mant
+    cdef int expo10, shift
+    cdef bint neg
+    cdef int st
+    if scale < 0 or scale > SCALED_MAX_SCALE:
+        return SCALED_BAD_SCALE
+    st = decompose_decimal(p, n, &mant, &expo10, &neg)
+    if st != SCALED_OK:
+        return st
+    if mant == 0:
+        out[0] = 0
+        return SCALED_OK
+    shift = scale + expo10
+    if shift < 0:
+        return SCALED_TOO_PRECISE
+    if shift > 18:
+        return SCALED_OVERFLOW
+    while shift > 0:
+        if mant > SLIP_I64_MAX_DIV10:
+            return SCALED_OVERFLOW
+        mant *= 10
+        shift -= 1
+    if mant > <uint64_t>9223372036854775807ULL:
+        return SCALED_OVERFLOW
+    out[0] = -<int64_t>mant if neg else <int64_t>mant
+    return SCALED_OK
+
+
+cdef inline int significant_decimals(const unsigned char* p, Py_ssize_t n) noexcept nogil:
+    """Fractional digits needed to hold ``p[0:n]`` exactly (0 for integers), -1 if invalid."""
+    cdef uint64_t mant
+    cdef int expo10
+    cdef bint neg
+    if decompose_decimal(p, n, &mant, &expo10, &neg) != SCALED_OK:
+        return -1
+    return -expo10 if expo10 < 0 else 0

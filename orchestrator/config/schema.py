@@ -1,0 +1,170 @@
+"""Typed configuration schemas: frozen dataclasses, one per config group.
+
+The YAML in ``conf/`` holds values; these classes hold the shape. Hydra validates every
+composed config against them (unknown keys and wrong types fail naming the key), and
+:func:`orchestrator.config.load_config` turns the result into these frozen objects, so
+nothing downstream ever sees a ``DictConfig``.
+
+Secrets never live in the configuration: an exchange names the *environment variables*
+that hold its credentials (``credentials.api_key_env``), and
+:mod:`orchestrator.config.secrets` reads them at the point of use.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+from omegaconf import MISSING
+
+__all__ = [
+    "STRATEGY_SCHEMAS",
+    "AppConfig",
+    "ArchiveKind",
+    "BusKind",
+    "CredentialsConfig",
+    "ExchangeConfig",
+    "Market",
+    "ModeConfig",
+    "MomentumConfig",
+    "ProfileConfig",
+    "RunMode",
+    "ServicesConfig",
+    "StrategyConfig",
+    "Venue",
+]
+
+
+class Venue(Enum):
+    """Exchange operator (wire protocol family)."""
+
+    binance = "binance"
+    okx = "okx"
+
+
+class Market(Enum):
+    """Market type within a venue."""
+
+    spot = "spot"
+    usdm = "usdm"
+    swap = "swap"
+
+
+class BusKind(Enum):
+    """Event bus implementation."""
+
+    inproc = "inproc"
+    redis = "redis"
+
+
+class ArchiveKind(Enum):
+    """Where events are archived."""
+
+    local = "local"
+    postgres = "postgres"
+
+
+class RunMode(Enum):
+    """What the main job does with decisions."""
+
+    paper = "paper"
+    live = "live"
+    backtest = "backtest"
+
+
+@dataclass(frozen=True)
+class CredentialsConfig:
+    """Names of the environment variables holding an exchange's API credentials.
+
+    Each variable may instead be given as ``<NAME>_FILE`` pointing at a file that holds
+    the secret (Docker/Kubernetes secrets style). The values are never part of the config.
+    """
+
+    api_key_env: str = ""
+    api_secret_env: str = ""
+    passphrase_env: str = ""
+
+
+@dataclass(frozen=True)
+class ExchangeConfig:
+    """One selected exchange (``conf/exchange/<name>.yaml``, lands under ``exchanges.<name>``)."""
+
+    name: str = MISSING
+    venue: Venue = MISSING
+    market: Market = MISSING
+    ws_url: str = MISSING
+    rest_url: str = MISSING
+    symbols: list[str] = field(default_factory=list)
+    channels: list[str] = field(default_factory=list)
+    use_simulator: bool = False
+    credentials: CredentialsConfig = field(default_factory=CredentialsConfig)
+
+
+@dataclass(frozen=True)
+class StrategyConfig:
+    """Fields every strategy has; concrete strategies extend it."""
+
+    name: str = MISSING
+
+
+@dataclass(frozen=True)
+class MomentumConfig(StrategyConfig):
+    """Momentum strategy parameters (``conf/strategy/momentum.yaml``)."""
+
+    name: str = "momentum"
+    lookback: int = 50
+    entry_threshold: float = 1.0
+    exit_threshold: float = 0.25
+    order_notional: float = 100.0
+    max_position_notional: float = 1000.0
+    slippage_budget_bps: float = 5.0
+
+
+#: Strategy name -> its schema (a strategy's YAML ``name`` picks the schema to check it).
+STRATEGY_SCHEMAS: dict[str, type[StrategyConfig]] = {"momentum": MomentumConfig}
+
+
+@dataclass(frozen=True)
+class ProfileConfig:
+    """Infrastructure profile: embedded (no servers) or distributed (Redis, Celery, DB)."""
+
+    name: str = MISSING
+    bus: BusKind = MISSING
+    archive: ArchiveKind = MISSING
+    celery: bool = False
+    local_archive_dir: str = "data/archive"
+
+
+@dataclass(frozen=True)
+class ModeConfig:
+    """Run mode. ``live`` sends real orders and needs ``confirm_live=true`` as well as keys."""
+
+    name: RunMode = MISSING
+    confirm_live: bool = False
+    start: str | None = None
+    end: str | None = None
+
+
+@dataclass(frozen=True)
+class ServicesConfig:
+    """Service endpoints (overridden by ``REDIS_URL``, ``TIMESCALEDB_URL``, ``CELERY_*``)."""
+
+    redis_url: str = MISSING
+    database_url: str = MISSING
+    celery_broker_url: str = MISSING
+    celery_result_backend: str = MISSING
+
+
+@dataclass(frozen=True)
+class AppConfig:
+    """The whole composed configuration (``conf/config.yaml``)."""
+
+    run_name: str = "slipstream"
+    log_level: str = "INFO"
+    duration: float | None = None
+    strategy: Any = MISSING
+    exchanges: dict[str, ExchangeConfig] = field(default_factory=dict)
+    profile: ProfileConfig = MISSING
+    mode: ModeConfig = MISSING
+    services: ServicesConfig = field(default_factory=ServicesConfig)
