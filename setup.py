@@ -41,7 +41,7 @@ directives = {
     "autotestdict": False,
 }
 
-compile_args = ["-O0", "-g"] if DEBUG else ["-O3", "-fno-strict-aliasing"]
+compile_args = ["-O0", "-g"] if DEBUG else ["-O3", "-g0", "-fno-strict-aliasing"]
 if NATIVE:
     compile_args.append("-march=native")
 macros = [("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")]
