@@ -55,14 +55,14 @@ unit: init ## Fast subset: unit tests only, no services
 	$(PY) -m pytest -m unit $(PYTEST_ARGS)
 
 bench: init ## Run benchmarks and compare with the committed baseline (fails on regression)
-	$(PY) -m pytest benchmarks --benchmark-only -p no:cacheprovider \
+	OPENBLAS_NUM_THREADS=1 $(PY) -m pytest benchmarks --benchmark-only -p no:cacheprovider \
 	  --benchmark-storage=file://$(BENCH_STORE) --benchmark-compare=0001 \
 	  --benchmark-compare-fail=$(BENCH_GATE) --benchmark-columns=min,median,mean,stddev,rounds \
 	  --benchmark-sort=name $(BENCH_ARGS)
 
 bench-baseline: init ## Re-measure and overwrite the committed baseline (see benchmarks/README.rst)
 	rm -rf $(BENCH_STORE)
-	$(PY) -m pytest benchmarks --benchmark-only -p no:cacheprovider \
+	OPENBLAS_NUM_THREADS=1 $(PY) -m pytest benchmarks --benchmark-only -p no:cacheprovider \
 	  --benchmark-storage=file://$(BENCH_STORE) --benchmark-save=baseline $(BENCH_ARGS)
 
 run: init ## Run the main job on the embedded default (simulator; Ctrl-C to stop)

@@ -20,8 +20,14 @@ cdef enum:
 cdef extern from *:
     """
     #define SLIP_I64_MAX_DIV10 922337203685477580ULL
+    static const unsigned long long SLIP_POW10[19] = {
+        1ULL, 10ULL, 100ULL, 1000ULL, 10000ULL, 100000ULL, 1000000ULL, 10000000ULL,
+        100000000ULL, 1000000000ULL, 10000000000ULL, 100000000000ULL, 1000000000000ULL,
+        10000000000000ULL, 100000000000000ULL, 1000000000000000ULL,
+        10000000000000000ULL, 100000000000000000ULL, 1000000000000000000ULL};
     """
     const uint64_t SLIP_I64_MAX_DIV10
+    const uint64_t SLIP_POW10[19]
 
 
 cdef inline int decompose_decimal(const unsigned char* p, Py_ssize_t n, uint64_t* mant,
@@ -113,13 +119,51 @@ cdef inline int parse_scaled(const unsigned char* p, Py_ssize_t n, int scale,
     """Parse ``p[0:n]`` into the exact integer ``value * 10**scale``.
 
     Returns a ``SCALED_*`` status; ``out`` is written only on ``SCALED_OK``.
+
+    Fast path for the wire's usual shape (``[-]digits[.digits]``, at most 18 digits, no
+    exponent): one pass accumulating the digits, then one exact division or
+    multiplication by a power of ten. Everything else goes through
+    :func:`decompose_decimal`.
     """
-    cdef uint64_t mant
-    cdef int expo10, shift
-    cdef bint neg
+    cdef uint64_t mant, acc = 0, f
+    cdef unsigned int d
+    cdef int expo10, shift, digits = 0, frac = -1
+    cdef Py_ssize_t i = 0
+    cdef bint neg = False
     cdef int st
     if scale < 0 or scale > SCALED_MAX_SCALE:
         return SCALED_BAD_SCALE
+    if n > 0 and p[0] == 45:
+        neg = True
+        i = 1
+    while i < n:
+        d = <unsigned int>p[i] - 48
+        if d <= 9:
+            acc = acc * 10 + d
+            digits += 1
+            if frac >= 0:
+                frac += 1
+        elif p[i] == 46 and frac < 0:
+            frac = 0
+        else:
+            break
+        i += 1
+    if i == n and 0 < digits <= 18:
+        if frac < 0:
+            frac = 0
+        if frac > scale:
+            f = SLIP_POW10[frac - scale]
+            if acc % f != 0:
+                return SCALED_TOO_PRECISE
+            acc = acc // f
+        elif frac < scale:
+            f = SLIP_POW10[scale - frac]
+            if acc > <uint64_t>9223372036854775807ULL // f:
+                return SCALED_OVERFLOW
+            acc = acc * f
+        out[0] = -<int64_t>acc if neg else <int64_t>acc
+        return SCALED_OK
+    # general path: exponents, signs, long digit strings, errors
     st = decompose_decimal(p, n, &mant, &expo10, &neg)
     if st != SCALED_OK:
         return st

@@ -1,0 +1,171 @@
+"""Frame -> applied book: ext.feed on real Binance ``depthUpdate`` and OKX ``books`` frames.
+
+The same frames, in the same run, go through a Python reference of what today's Python
+collectors do (``json.loads`` + a ``SortedDict`` keyed by ``Decimal``) and, if installed,
+``json.loads`` + the C ``order-book`` package (cryptofeed's book). ``extra_info`` holds ns
+per frame and per level.
+"""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from sortedcontainers import SortedDict
+
+from ext.feed import BinanceFeed, OkxFeed
+from orchestrator.capture import read_capture
+
+try:
+    import order_book as peer
+except ImportError:  # optional peer baseline
+    peer = None
+
+FIX = Path(__file__).resolve().parents[1] / "tests" / "data" / "fixtures"
+OKX_FILE = FIX / "cryptofeed" / "sample_data" / "OKX.ws.1.0"
+BINANCE_FILE = FIX / "hftbacktest" / "spot" / "ethusdt_20240808.gz"
+
+
+def _okx_frames() -> tuple[list[bytes], int]:
+    frames = [
+        f.payload
+        for f in read_capture(OKX_FILE)
+        if f.kind == "ws"
+        and b'"action"' in f.payload
+        and b'"channel":"books"' in f.payload
+        and b'"instId":"BTC-USDT"' in f.payload
+    ]
+    levels = 0
+    for raw in frames:
+        d = json.loads(raw)["data"][0]
+        levels += len(d["asks"]) + len(d["bids"])
+    return frames, levels
+
+
+def _binance_frames() -> tuple[bytes, list[bytes], int]:
+    snap = b""
+    diffs: list[bytes] = []
+    levels = 0
+    for f in read_capture(BINANCE_FILE):
+        if f.kind == "rest":
+            snap = f.payload
+        elif snap and b"depthUpdate" in f.payload[:80]:
+            d = json.loads(f.payload)["data"]
+            if d["u"] <= json.loads(snap)["lastUpdateId"]:
+                continue
+            diffs.append(f.payload)
+            levels += len(d["b"]) + len(d["a"])
+    return snap, diffs, levels
+
+
+OKX, OKX_LEVELS = _okx_frames()
+BIN_SNAP, BIN_DIFFS, BIN_LEVELS = _binance_frames()
+
+
+def _report(benchmark, frames: int, levels: int) -> None:
+    t = benchmark.stats.stats.min
+    benchmark.extra_info["ns_per_frame"] = round(t / frames * 1e9, 1)
+    benchmark.extra_info["ns_per_level"] = round(t / levels * 1e9, 1)
+    benchmark.extra_info["frames"] = frames
+    benchmark.extra_info["levels"] = levels
+
+
+# ---------------------------------------------------------------- OKX books (snapshot + updates)
+
+
+def test_okx_books_frames_ext(benchmark):
+    benchmark.group = "frame->book: OKX books BTC-USDT"
+
+    feeds: list[OkxFeed] = []
+
+    def setup():
+        feeds.append(OkxFeed())
+        return (feeds[-1],), {}
+
+    def run(feed: OkxFeed) -> None:
+        for raw in OKX:
+            feed.on_frame(raw)
+
+    benchmark.pedantic(run, setup=setup, rounds=200, warmup_rounds=5)
+    assert feeds[-1].stats()[0]["checksums"]["verified"] == len(OKX)
+    _report(benchmark, len(OKX), OKX_LEVELS)
+
+
+def _py_okx(book_factory):
+    def run():
+        bids = asks = None
+        for raw in OKX:
+            d = json.loads(raw)
+            data = d["data"][0]
+            if d["action"] == "snapshot":
+                bids, asks = book_factory(), book_factory()
+            for side, levels in ((bids, data["bids"]), (asks, data["asks"])):
+                for px, sz, *_ in levels:
+                    p = Decimal(px)
+                    if sz == "0":
+                        if p in side:
+                            del side[p]
+                    else:
+                        side[p] = Decimal(sz)
+        return bids, asks
+
+    return run
+
+
+def test_okx_books_frames_python_reference(benchmark):
+    benchmark.group = "frame->book: OKX books BTC-USDT"
+    benchmark.pedantic(_py_okx(SortedDict), rounds=5, iterations=1, warmup_rounds=1)
+    _report(benchmark, len(OKX), OKX_LEVELS)
+
+
+@pytest.mark.skipif(peer is None, reason="order-book not installed")
+def test_okx_books_frames_order_book_peer(benchmark):
+    benchmark.group = "frame->book: OKX books BTC-USDT"
+    benchmark.pedantic(_py_okx(lambda: peer.SortedDict()), rounds=5, iterations=1, warmup_rounds=1)
+    _report(benchmark, len(OKX), OKX_LEVELS)
+
+
+# ---------------------------------------------------------------- Binance spot depthUpdate
+
+
+def test_binance_depth_frames_ext(benchmark):
+    benchmark.group = "frame->book: Binance depthUpdate ETHUSDT"
+
+    def setup():
+        feed = BinanceFeed("spot")
+        feed.on_snapshot("ETHUSDT", BIN_SNAP)
+        return (feed,), {}
+
+    def run(feed: BinanceFeed) -> None:
+        for raw in BIN_DIFFS:
+            feed.on_frame(raw)
+
+    benchmark.pedantic(run, setup=setup, rounds=20, warmup_rounds=2)
+    _report(benchmark, len(BIN_DIFFS), BIN_LEVELS)
+
+
+def test_binance_depth_frames_python_reference(benchmark):
+    benchmark.group = "frame->book: Binance depthUpdate ETHUSDT"
+    snap = json.loads(BIN_SNAP)
+
+    def setup():
+        bids = SortedDict({Decimal(p): Decimal(q) for p, q in snap["bids"]})
+        asks = SortedDict({Decimal(p): Decimal(q) for p, q in snap["asks"]})
+        return (bids, asks), {}
+
+    def run(bids, asks) -> None:
+        for raw in BIN_DIFFS:
+            d = json.loads(raw)["data"]
+            for side, levels in ((bids, d["b"]), (asks, d["a"])):
+                for px, q in levels:
+                    p = Decimal(px)
+                    qty = Decimal(q)
+                    if qty:
+                        side[p] = qty
+                    else:
+                        side.pop(p, None)
+
+    benchmark.pedantic(run, setup=setup, rounds=3, warmup_rounds=1)
+    _report(benchmark, len(BIN_DIFFS), BIN_LEVELS)

@@ -1,0 +1,81 @@
+"""Wire parsers: Binance and OKX market-data frames straight into books and trade records."""
+
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+from typing_extensions import disjoint_base
+
+from ext.book import OrderBook
+
+UPDATE: int
+SNAPSHOT: int
+BUFFERED: int
+DROPPED: int
+TRADE: int
+TICKER: int
+HEARTBEAT: int
+OTHER: int
+GAP: int
+CHECKSUM_MISMATCH: int
+CROSSED: int
+TICKER_MISMATCH: int
+DUPLICATE: int
+RESULT_NAMES: dict[int, str]
+TRADE_DTYPE: np.dtype[np.void]
+
+class FrameError(ValueError):
+    venue: str
+    channel: str | None
+    offset: int
+    def __init__(self, message: str, venue: str, channel: str | None, offset: int) -> None: ...
+
+def okx_checksum_text(text: str) -> int: ...
+def book_checksum(book: OrderBook) -> int: ...
+@disjoint_base
+class Feed:
+    @property
+    def venue(self) -> str: ...
+    @property
+    def market(self) -> str: ...
+    @property
+    def trades_overflow(self) -> int: ...
+    @property
+    def frames(self) -> int: ...
+    @property
+    def other_frames(self) -> int: ...
+    @property
+    def pending_trades(self) -> int: ...
+    def __init__(
+        self,
+        venue: str,
+        market: str,
+        trade_capacity: int = 65536,
+        max_pending: int = 100000,
+        book_capacity: int = 64,
+    ) -> None: ...
+    def set_scales(self, symbol: str, channel: str, price_scale: int, size_scale: int) -> None: ...
+    def instruments(self) -> list[tuple[str, str, str]]: ...
+    def book(self, symbol: str, channel: str) -> OrderBook | None: ...
+    def stats(self) -> list[dict[str, Any]]: ...
+    def drain_trades(self) -> npt.NDArray[np.void]: ...
+
+@disjoint_base
+class BinanceFeed(Feed):
+    def __init__(
+        self,
+        market: str = "spot",
+        trade_capacity: int = 65536,
+        max_pending: int = 100000,
+        book_capacity: int = 64,
+    ) -> None: ...
+    def on_frame(self, frame: bytes | bytearray | memoryview, recv_ns: int = 0) -> int: ...
+    def on_snapshot(
+        self, symbol: str, payload: bytes | bytearray | memoryview, recv_ns: int = 0
+    ) -> int: ...
+
+class OkxFeed(Feed):
+    def __init__(
+        self, market: str = "unknown", trade_capacity: int = 65536, book_capacity: int = 64
+    ) -> None: ...
+    def on_frame(self, frame: bytes | bytearray | memoryview, recv_ns: int = 0) -> int: ...

@@ -1,0 +1,346 @@
+"""ext.feed: venue sequencing rules (EXCHANGES.md §8 vectors), checksums, scales, fuzzing."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from ext import feed as F
+from ext.book import ASK, BID
+
+pytestmark = pytest.mark.unit
+
+
+def depth(U, u, bids=(), asks=(), pu=None, s="BTCUSDT"):
+    data = {"e": "depthUpdate", "E": 1, "s": s, "U": U, "u": u, "b": list(bids), "a": list(asks)}
+    if pu is not None:
+        data["pu"] = pu
+    return json.dumps({"stream": f"{s.lower()}@depth@100ms", "data": data}).encode()
+
+
+def snapshot(last, bids=(("100.0", "1"),), asks=(("101.0", "1"),)):
+    return json.dumps({"lastUpdateId": last, "bids": list(bids), "asks": list(asks)}).encode()
+
+
+def okx(action, asks=(), bids=(), seq=None, prev=None, checksum=0, ts="1", inst="BTC-USDT"):
+    d = {
+        "asks": [[*list(a), "0", "1"] for a in asks],
+        "bids": [[*list(b), "0", "1"] for b in bids],
+        "ts": ts,
+        "checksum": checksum,
+    }
+    if seq is not None:
+        d["seqId"], d["prevSeqId"] = seq, prev
+    msg = {"arg": {"channel": "books", "instId": inst}, "action": action, "data": [d]}
+    return json.dumps(msg).encode()
+
+
+def test_binance_spot_sequencing_vector():
+    # book id 100; (95,100) ignore; (96,103) apply -> 103; (104,110) apply; (112,115) gap
+    f = F.BinanceFeed("spot")
+    assert f.on_frame(depth(95, 100, [["99.0", "1"]])) == F.BUFFERED
+    assert f.on_snapshot("BTCUSDT", snapshot(100)) == F.SNAPSHOT
+    assert f.on_frame(depth(96, 103, [["99.5", "2"]])) == F.UPDATE
+    assert f.book("BTCUSDT", "depth").last_update_id == 103
+    assert f.on_frame(depth(104, 110, [["99.6", "2"]])) == F.UPDATE
+    assert f.on_frame(depth(112, 115)) == F.GAP
+    book = f.book("BTCUSDT", "depth")
+    assert not book.in_sync
+    [s] = [x for x in f.stats() if x["kind"] == "book"]
+    assert (s["updates_dropped"], s["updates_applied"], s["sequence_gaps"]) == (1, 2, 1)
+    # after a gap diffs wait for the next snapshot, which bridges them: a resync
+    assert f.on_frame(depth(116, 120, [["99.7", "3"]])) == F.BUFFERED
+    assert f.on_snapshot("BTCUSDT", snapshot(118)) == F.SNAPSHOT
+    assert book.in_sync and book.last_update_id == 120
+    assert f.stats()[0]["resyncs"] == 1
+
+
+def test_binance_futures_sequencing_vector():
+    # L = 500; (480,499,470) drop; (495,505,499) first; (506,509,505) ok; (510,512,508) resync
+    f = F.BinanceFeed("usdm")
+    f.on_frame(depth(480, 499, pu=470))
+    f.on_frame(depth(495, 505, [["100.5", "1"]], pu=499))
+    assert f.on_snapshot("BTCUSDT", snapshot(500)) == F.SNAPSHOT
+    s = f.stats()[0]
+    assert (s["updates_dropped"], s["updates_applied"]) == (1, 1)
+    assert f.on_frame(depth(506, 509, pu=505)) == F.UPDATE
+    assert f.on_frame(depth(510, 512, pu=508)) == F.GAP
+
+
+def test_binance_futures_snapshot_too_new_is_a_gap():
+    f = F.BinanceFeed("usdm")
+    f.on_frame(depth(495, 505, pu=490))
+    assert f.on_snapshot("BTCUSDT", snapshot(480)) == F.GAP  # U=495 > L=480
+
+
+def test_binance_duplicate_diff_is_counted_not_applied():
+    f = F.BinanceFeed("spot")
+    f.on_snapshot("BTCUSDT", snapshot(10))
+    frame = depth(11, 12, [["99.0", "5"]])
+    assert f.on_frame(frame) == F.UPDATE
+    assert f.on_frame(frame) == F.DUPLICATE
+    assert f.stats()[0]["duplicates"] == 1 and f.book("BTCUSDT", "depth").in_sync
+
+
+def test_binance_crossed_book_is_reported_and_desyncs():
+    f = F.BinanceFeed("spot")
+    f.on_snapshot("BTCUSDT", snapshot(10))
+    assert f.on_frame(depth(11, 11, [["101.5", "1"]])) == F.CROSSED
+    assert not f.book("BTCUSDT", "depth").in_sync
+
+
+def test_book_ticker_held_until_its_diff_then_compared():
+    f = F.BinanceFeed("spot")
+    f.on_snapshot("BTCUSDT", snapshot(10))
+    tick = {"u": 12, "s": "BTCUSDT", "b": "100.5", "B": "2", "a": "101.0", "A": "1"}
+    assert f.on_frame(json.dumps(tick).encode()) == F.TICKER  # ahead of the book: held
+    assert f.on_frame(depth(11, 12, [["100.5", "2"]])) == F.UPDATE
+    assert f.stats()[0]["book_ticker"] == {"compared": 1, "matched": 1, "mismatched": 0}
+    bad = dict(tick, B="3")
+    assert f.on_frame(json.dumps(bad).encode()) == F.TICKER_MISMATCH
+    assert not f.book("BTCUSDT", "depth").in_sync
+
+
+def test_okx_sequencing_vector():
+    # snapshot seq 10 (prev -1); (10,15) apply; (15,15 empty) heartbeat;
+    # (15,3) reset; (3,5) apply; (4,9) gap
+    f = F.OkxFeed()
+    assert f.on_frame(okx("snapshot", [("101", "1")], [("100", "1")], 10, -1)) == F.SNAPSHOT
+    assert f.on_frame(okx("update", [("101", "2")], [], 15, 10)) == F.UPDATE
+    assert f.on_frame(okx("update", [], [], 15, 15)) == F.HEARTBEAT
+    assert f.on_frame(okx("update", [("102", "1")], [], 3, 15)) == F.UPDATE
+    assert f.on_frame(okx("update", [], [("99", "1")], 5, 3)) == F.UPDATE
+    assert f.on_frame(okx("update", [], [("98", "1")], 9, 4)) == F.GAP
+    s = f.stats()[0]
+    assert (s["seq_resets"], s["heartbeats"], s["sequence_gaps"], s["updates_applied"]) == (
+        1,
+        1,
+        1,
+        3,
+    )
+    assert f.on_frame(okx("update", [], [("97", "1")], 10, 9)) == F.DROPPED  # until a snapshot
+    assert f.on_frame(okx("snapshot", [("101", "1")], [("100", "1")], 20, -1)) == F.SNAPSHOT
+    assert f.stats()[0]["resyncs"] == 1
+
+
+def test_okx_duplicate_with_seq_ids():
+    f = F.OkxFeed()
+    f.on_frame(okx("snapshot", [("101", "1")], [("100", "1")], 10, -1))
+    frame = okx("update", [("101", "2")], [], 11, 10)
+    assert f.on_frame(frame) == F.UPDATE
+    assert f.on_frame(frame) == F.DUPLICATE
+
+
+@pytest.mark.parametrize(
+    ("text", "crc"),
+    [
+        ("3366.1:7:3366.8:9:3366:6:3368:8", -1881014294),
+        ("3366.1:7:3366.8:9:3368:8:3372:8", 831078360),
+        ("64250.1:12:64250.2:5:64250:3:64250.6:1:64249.5:40", -204565051),
+        ("0.00001000:1:0.00001100:2", -1586254587),
+    ],
+)
+def test_okx_crc_vectors(text, crc):
+    assert F.okx_checksum_text(text) == crc
+
+
+def test_okx_checksum_from_book_matches_vectors():
+    f = F.OkxFeed()
+    frame = okx(
+        "snapshot",
+        [("3366.8", "9"), ("3368", "8")],
+        [("3366.1", "7"), ("3366", "6")],
+        checksum=-1881014294,
+    )
+    assert f.on_frame(frame) == F.SNAPSHOT
+    book = f.book("BTC-USDT", "books")
+    assert F.book_checksum(book) == -1881014294
+    assert f.stats()[0]["checksums"]["verified"] == 1
+    bad = okx("update", [("3368", "7")], [], checksum=12345, ts="2")
+    assert f.on_frame(bad) == F.CHECKSUM_MISMATCH and not book.in_sync
+
+
+def test_checksum_zero_is_not_sent_not_a_mismatch():
+    f = F.OkxFeed()
+    f.on_frame(okx("snapshot", [("101", "1")], [("100", "1")], 1, -1, checksum=0))
+    assert f.stats()[0]["checksums"] == {"verified": 0, "mismatched": 0, "not_sent": 1}
+
+
+def test_scales_inferred_then_raised_exactly():
+    f = F.OkxFeed()
+    f.on_frame(okx("snapshot", [("101", "1")], [("100", "1")], 1, -1))
+    book = f.book("BTC-USDT", "books")
+    assert (book.price_scale, book.size_scale) == (0, 0)
+    f.on_frame(okx("update", [("100.00000000001", "2500000000.5")], [], 2, 1))
+    assert (book.price_scale, book.size_scale) == (11, 1)
+    assert book.best_bid() == (100 * 10**11, 10)
+    assert book.best_ask() == (10_000_000_000_001, 25_000_000_005)
+
+
+def test_locked_scale_rejects_finer_value():
+    f = F.BinanceFeed("spot")
+    f.set_scales("BTCUSDT", "depth", 2, 5)
+    f.on_snapshot("BTCUSDT", snapshot(10, bids=(("100.00", "1.00000"),), asks=(("101.00", "1"),)))
+    with pytest.raises(F.FrameError, match="needs 3 decimals") as info:
+        f.on_frame(depth(11, 11, [["100.001", "1"]]))
+    assert info.value.venue == "binance" and info.value.channel == "depthUpdate"
+    assert info.value.offset > 0
+    assert not f.book("BTCUSDT", "depth").in_sync
+
+
+def test_trades_are_recorded_with_ids_checked():
+    f = F.BinanceFeed("spot")
+    for tid in (5, 6, 8):
+        msg = {
+            "e": "trade",
+            "E": 2,
+            "s": "ETHUSDT",
+            "t": tid,
+            "p": "2500.10",
+            "q": "0.5",
+            "T": 1_700_000_000_000,
+            "m": tid == 6,
+        }
+        assert f.on_frame(json.dumps(msg).encode(), recv_ns=123) == F.TRADE
+    trades = f.drain_trades()
+    assert trades.dtype == F.TRADE_DTYPE and len(trades) == 3
+    assert trades["trade_id"].tolist() == [5, 6, 8]
+    assert trades["side"].tolist() == [1, -1, 1]
+    assert trades["price"][0] == 25001 and trades["price_scale"][0] == 1  # "2500.10"
+    assert trades["exch_ns"][0] == 1_700_000_000_000 * 10**6 and trades["recv_ns"][0] == 123
+    [s] = [x for x in f.stats() if x["kind"] == "trades"]
+    assert (s["count"], s["id_gaps"], s["id_backwards"]) == (3, 1, 0)
+    assert f.pending_trades == 0
+
+
+def test_okx_trades_with_count():
+    f = F.OkxFeed()
+    msg = {
+        "arg": {"channel": "trades", "instId": "BTC-USDT-SWAP"},
+        "data": [
+            {
+                "instId": "BTC-USDT-SWAP",
+                "tradeId": "100",
+                "px": "1.5",
+                "sz": "3",
+                "side": "sell",
+                "ts": "1",
+                "count": "1",
+            },
+            {
+                "instId": "BTC-USDT-SWAP",
+                "tradeId": "102",
+                "px": "1.5",
+                "sz": "3",
+                "side": "buy",
+                "ts": "1",
+                "count": "2",
+            },
+        ],
+    }
+    assert f.on_frame(json.dumps(msg).encode()) == F.TRADE
+    [s] = f.stats()
+    assert (s["count"], s["id_gaps"]) == (2, 0)
+
+
+@pytest.mark.parametrize(
+    "frame",
+    [
+        b"pong",
+        b'{"event":"subscribe","arg":{"channel":"books","instId":"BTC-USDT"}}',
+        b'{"event":"error","code":"60012","msg":"Invalid request"}',
+        b'{"arg":{"channel":"tickers","instId":"BTC-USDT"},"data":[{"last":"1"}]}',
+    ],
+)
+def test_okx_non_market_frames_are_other(frame):
+    f = F.OkxFeed()
+    assert f.on_frame(frame) == F.OTHER
+    assert f.other_frames == 1 and f.instruments() == []
+
+
+@pytest.mark.parametrize(
+    "frame",
+    [b'{"result":null,"id":1}', b'{"stream":"x@kline_1m","data":{"e":"kline","s":"X","k":{}}}'],
+)
+def test_binance_non_market_frames_are_other(frame):
+    assert F.BinanceFeed("spot").on_frame(frame) == F.OTHER
+
+
+@pytest.mark.parametrize(
+    ("frame", "what"),
+    [
+        (
+            b'{"stream":"x","data":{"e":"depthUpdate","s":"X","U":1,"u":2,"b":[["1"]],"a":[]}}',
+            "malformed level",
+        ),
+        (
+            b'{"stream":"x","data":{"e":"depthUpdate","s":"X","U":1,"u":2,"b":[["1","x"]],"a":[]}}',
+            "bad decimal",
+        ),
+        (b'{"stream":"x","data":{"e":"depthUpdate","s":"X","U":1,', "malformed JSON"),
+        (b'{"e":"depthUpdate","s":"X","u":2,"b":[],"a":[]}', "without U"),
+    ],
+)
+def test_malformed_binance_frames_raise_frame_error(frame, what):
+    f = F.BinanceFeed("spot")
+    f.on_snapshot("X", snapshot(0))
+    with pytest.raises(F.FrameError, match=what):
+        f.on_frame(frame)
+
+
+VALID = [
+    depth(11, 12, [["100.5", "2"]], [["101.5", "0"]]),
+    json.dumps({"u": 12, "s": "BTCUSDT", "b": "100.5", "B": "2", "a": "101.0", "A": "1"}).encode(),
+    okx("update", [("101", "2")], [("100.5", "1")], 11, 10),
+    json.dumps(
+        {
+            "arg": {"channel": "trades", "instId": "A-B"},
+            "data": [{"tradeId": "7", "px": "1.5", "sz": "2", "side": "buy", "ts": "1"}],
+        }
+    ).encode(),
+]
+
+
+@settings(max_examples=400, suppress_health_check=[HealthCheck.too_slow], deadline=None)
+@given(st.sampled_from(VALID), st.data())
+def test_fuzz_mutated_frames_never_crash(base, data):
+    raw = bytearray(base)
+    for _ in range(data.draw(st.integers(1, 4))):
+        op = data.draw(st.sampled_from(["flip", "cut", "insert"]))
+        pos = data.draw(st.integers(0, max(len(raw) - 1, 0)))
+        if op == "flip" and raw:
+            raw[pos] = data.draw(st.integers(0, 255))
+        elif op == "cut":
+            del raw[pos:]
+        else:
+            raw[pos:pos] = data.draw(st.binary(min_size=1, max_size=8))
+    for feed in (F.BinanceFeed("spot"), F.OkxFeed()):
+        if isinstance(feed, F.BinanceFeed):
+            feed.on_snapshot("BTCUSDT", snapshot(10))
+        else:
+            feed.on_frame(okx("snapshot", [("101", "1")], [("100", "1")], 10, -1))
+        try:
+            code = feed.on_frame(bytes(raw))
+        except F.FrameError:
+            continue
+        assert code in F.RESULT_NAMES
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=300))
+def test_fuzz_random_bytes_never_crash(raw):
+    for feed in (F.BinanceFeed("spot"), F.OkxFeed()):
+        try:
+            code = feed.on_frame(raw) if raw else F.OTHER
+        except F.FrameError:
+            continue
+        assert code in F.RESULT_NAMES
+
+
+def test_book_side_constants_match():
+    assert (BID, ASK) == (0, 1)
+    assert np.dtype(F.TRADE_DTYPE).itemsize == 48
