@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 from sortedcontainers import SortedDict
 
-from ext.feed import BinanceFeed, OkxFeed
+from ext.binance import BinanceFeed
+from ext.okx import OkxFeed
 from orchestrator.capture import read_capture
 
 try:

@@ -1,4 +1,4 @@
-"""Wire parsers: Binance and OKX market-data frames straight into books and trade records."""
+"""Feed machinery shared by the wire parsers (ext.binance, ext.okx)."""
 
 from typing import Any
 
@@ -22,6 +22,7 @@ CROSSED: int
 TICKER_MISMATCH: int
 DUPLICATE: int
 RESULT_NAMES: dict[int, str]
+__pyx_capi__: dict[str, Any]  # C functions exported to ext.okx (okx_checksum)
 TRADE_DTYPE: np.dtype[np.void]
 
 class FrameError(ValueError):
@@ -59,23 +60,3 @@ class Feed:
     def book(self, symbol: str, channel: str) -> OrderBook | None: ...
     def stats(self) -> list[dict[str, Any]]: ...
     def drain_trades(self) -> npt.NDArray[np.void]: ...
-
-@disjoint_base
-class BinanceFeed(Feed):
-    def __init__(
-        self,
-        market: str = "spot",
-        trade_capacity: int = 65536,
-        max_pending: int = 100000,
-        book_capacity: int = 64,
-    ) -> None: ...
-    def on_frame(self, frame: bytes | bytearray | memoryview, recv_ns: int = 0) -> int: ...
-    def on_snapshot(
-        self, symbol: str, payload: bytes | bytearray | memoryview, recv_ns: int = 0
-    ) -> int: ...
-
-class OkxFeed(Feed):
-    def __init__(
-        self, market: str = "unknown", trade_capacity: int = 65536, book_capacity: int = 64
-    ) -> None: ...
-    def on_frame(self, frame: bytes | bytearray | memoryview, recv_ns: int = 0) -> int: ...

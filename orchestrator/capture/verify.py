@@ -2,8 +2,8 @@
 
 ``python -m orchestrator.capture verify FILE...`` merges the given files by local receive
 time (so a cryptofeed ``.http`` snapshot file and its ``.ws`` file, or an hftbacktest day
-and the next, replay as one session), feeds every frame to :class:`ext.feed.BinanceFeed`
-or :class:`ext.feed.OkxFeed`, and prints one JSON report with a record per book
+and the next, replay as one session), feeds every frame to :class:`ext.binance.BinanceFeed`
+or :class:`ext.okx.OkxFeed`, and prints one JSON report with a record per book
 (venue, market, symbol, channel) and per trade stream. It exits 1 when any record is not
 ``ok``: a sequence gap, a checksum mismatch, a crossed book, a bookTicker that disagrees
 with the book at the same update id, a duplicated diff, updates without any snapshot, or
@@ -19,7 +19,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from ext.feed import BinanceFeed, Feed, OkxFeed
+from ext.binance import BinanceFeed
+from ext.feed import Feed
+from ext.okx import OkxFeed
 from orchestrator.capture.formats import detect_format, read_capture
 from orchestrator.capture.records import CaptureFormatError, CaptureFrame
 

@@ -10,7 +10,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ext import feed as F
+from ext.binance import BinanceFeed
 from ext.book import ASK, BID
+from ext.okx import OkxFeed
 
 pytestmark = pytest.mark.unit
 
@@ -41,7 +43,7 @@ def okx(action, asks=(), bids=(), seq=None, prev=None, checksum=0, ts="1", inst=
 
 def test_binance_spot_sequencing_vector():
     # book id 100; (95,100) ignore; (96,103) apply -> 103; (104,110) apply; (112,115) gap
-    f = F.BinanceFeed("spot")
+    f = BinanceFeed("spot")
     assert f.on_frame(depth(95, 100, [["99.0", "1"]])) == F.BUFFERED
     assert f.on_snapshot("BTCUSDT", snapshot(100)) == F.SNAPSHOT
     assert f.on_frame(depth(96, 103, [["99.5", "2"]])) == F.UPDATE
@@ -61,7 +63,7 @@ def test_binance_spot_sequencing_vector():
 
 def test_binance_futures_sequencing_vector():
     # L = 500; (480,499,470) drop; (495,505,499) first; (506,509,505) ok; (510,512,508) resync
-    f = F.BinanceFeed("usdm")
+    f = BinanceFeed("usdm")
     f.on_frame(depth(480, 499, pu=470))
     f.on_frame(depth(495, 505, [["100.5", "1"]], pu=499))
     assert f.on_snapshot("BTCUSDT", snapshot(500)) == F.SNAPSHOT
@@ -72,13 +74,13 @@ def test_binance_futures_sequencing_vector():
 
 
 def test_binance_futures_snapshot_too_new_is_a_gap():
-    f = F.BinanceFeed("usdm")
+    f = BinanceFeed("usdm")
     f.on_frame(depth(495, 505, pu=490))
     assert f.on_snapshot("BTCUSDT", snapshot(480)) == F.GAP  # U=495 > L=480
 
 
 def test_binance_duplicate_diff_is_counted_not_applied():
-    f = F.BinanceFeed("spot")
+    f = BinanceFeed("spot")
     f.on_snapshot("BTCUSDT", snapshot(10))
     frame = depth(11, 12, [["99.0", "5"]])
     assert f.on_frame(frame) == F.UPDATE
@@ -87,14 +89,14 @@ def test_binance_duplicate_diff_is_counted_not_applied():
 
 
 def test_binance_crossed_book_is_reported_and_desyncs():
-    f = F.BinanceFeed("spot")
+    f = BinanceFeed("spot")
     f.on_snapshot("BTCUSDT", snapshot(10))
     assert f.on_frame(depth(11, 11, [["101.5", "1"]])) == F.CROSSED
     assert not f.book("BTCUSDT", "depth").in_sync
 
 
 def test_book_ticker_held_until_its_diff_then_compared():
-    f = F.BinanceFeed("spot")
+    f = BinanceFeed("spot")
     f.on_snapshot("BTCUSDT", snapshot(10))
     tick = {"u": 12, "s": "BTCUSDT", "b": "100.5", "B": "2", "a": "101.0", "A": "1"}
     assert f.on_frame(json.dumps(tick).encode()) == F.TICKER  # ahead of the book: held
@@ -108,7 +110,7 @@ def test_book_ticker_held_until_its_diff_then_compared():
 def test_okx_sequencing_vector():
     # snapshot seq 10 (prev -1); (10,15) apply; (15,15 empty) heartbeat;
     # (15,3) reset; (3,5) apply; (4,9) gap
-    f = F.OkxFeed()
+    f = OkxFeed()
     assert f.on_frame(okx("snapshot", [("101", "1")], [("100", "1")], 10, -1)) == F.SNAPSHOT
     assert f.on_frame(okx("update", [("101", "2")], [], 15, 10)) == F.UPDATE
     assert f.on_frame(okx("update", [], [], 15, 15)) == F.HEARTBEAT
@@ -128,7 +130,7 @@ def test_okx_sequencing_vector():
 
 
 def test_okx_duplicate_with_seq_ids():
-    f = F.OkxFeed()
+    f = OkxFeed()
     f.on_frame(okx("snapshot", [("101", "1")], [("100", "1")], 10, -1))
     frame = okx("update", [("101", "2")], [], 11, 10)
     assert f.on_frame(frame) == F.UPDATE
@@ -149,7 +151,7 @@ def test_okx_crc_vectors(text, crc):
 
 
 def test_okx_checksum_from_book_matches_vectors():
-    f = F.OkxFeed()
+    f = OkxFeed()
     frame = okx(
         "snapshot",
         [("3366.8", "9"), ("3368", "8")],
@@ -165,13 +167,13 @@ def test_okx_checksum_from_book_matches_vectors():
 
 
 def test_checksum_zero_is_not_sent_not_a_mismatch():
-    f = F.OkxFeed()
+    f = OkxFeed()
     f.on_frame(okx("snapshot", [("101", "1")], [("100", "1")], 1, -1, checksum=0))
     assert f.stats()[0]["checksums"] == {"verified": 0, "mismatched": 0, "not_sent": 1}
 
 
 def test_scales_inferred_then_raised_exactly():
-    f = F.OkxFeed()
+    f = OkxFeed()
     f.on_frame(okx("snapshot", [("101", "1")], [("100", "1")], 1, -1))
     book = f.book("BTC-USDT", "books")
     assert (book.price_scale, book.size_scale) == (0, 0)
@@ -182,7 +184,7 @@ def test_scales_inferred_then_raised_exactly():
 
 
 def test_locked_scale_rejects_finer_value():
-    f = F.BinanceFeed("spot")
+    f = BinanceFeed("spot")
     f.set_scales("BTCUSDT", "depth", 2, 5)
     f.on_snapshot("BTCUSDT", snapshot(10, bids=(("100.00", "1.00000"),), asks=(("101.00", "1"),)))
     with pytest.raises(F.FrameError, match="needs 3 decimals") as info:
@@ -193,7 +195,7 @@ def test_locked_scale_rejects_finer_value():
 
 
 def test_trades_are_recorded_with_ids_checked():
-    f = F.BinanceFeed("spot")
+    f = BinanceFeed("spot")
     for tid in (5, 6, 8):
         msg = {
             "e": "trade",
@@ -218,7 +220,7 @@ def test_trades_are_recorded_with_ids_checked():
 
 
 def test_okx_trades_with_count():
-    f = F.OkxFeed()
+    f = OkxFeed()
     msg = {
         "arg": {"channel": "trades", "instId": "BTC-USDT-SWAP"},
         "data": [
@@ -257,7 +259,7 @@ def test_okx_trades_with_count():
     ],
 )
 def test_okx_non_market_frames_are_other(frame):
-    f = F.OkxFeed()
+    f = OkxFeed()
     assert f.on_frame(frame) == F.OTHER
     assert f.other_frames == 1 and f.instruments() == []
 
@@ -267,7 +269,7 @@ def test_okx_non_market_frames_are_other(frame):
     [b'{"result":null,"id":1}', b'{"stream":"x@kline_1m","data":{"e":"kline","s":"X","k":{}}}'],
 )
 def test_binance_non_market_frames_are_other(frame):
-    assert F.BinanceFeed("spot").on_frame(frame) == F.OTHER
+    assert BinanceFeed("spot").on_frame(frame) == F.OTHER
 
 
 @pytest.mark.parametrize(
@@ -286,7 +288,7 @@ def test_binance_non_market_frames_are_other(frame):
     ],
 )
 def test_malformed_binance_frames_raise_frame_error(frame, what):
-    f = F.BinanceFeed("spot")
+    f = BinanceFeed("spot")
     f.on_snapshot("X", snapshot(0))
     with pytest.raises(F.FrameError, match=what):
         f.on_frame(frame)
@@ -318,8 +320,8 @@ def test_fuzz_mutated_frames_never_crash(base, data):
             del raw[pos:]
         else:
             raw[pos:pos] = data.draw(st.binary(min_size=1, max_size=8))
-    for feed in (F.BinanceFeed("spot"), F.OkxFeed()):
-        if isinstance(feed, F.BinanceFeed):
+    for feed in (BinanceFeed("spot"), OkxFeed()):
+        if isinstance(feed, BinanceFeed):
             feed.on_snapshot("BTCUSDT", snapshot(10))
         else:
             feed.on_frame(okx("snapshot", [("101", "1")], [("100", "1")], 10, -1))
@@ -333,7 +335,7 @@ def test_fuzz_mutated_frames_never_crash(base, data):
 @settings(max_examples=300, deadline=None)
 @given(st.binary(max_size=300))
 def test_fuzz_random_bytes_never_crash(raw):
-    for feed in (F.BinanceFeed("spot"), F.OkxFeed()):
+    for feed in (BinanceFeed("spot"), OkxFeed()):
         try:
             code = feed.on_frame(raw) if raw else F.OTHER
         except F.FrameError:

@@ -1,0 +1,9 @@
+"""OKX v5 public frames into books and trade records."""
+
+from ext.feed import Feed
+
+class OkxFeed(Feed):
+    def __init__(
+        self, market: str = "unknown", trade_capacity: int = 65536, book_capacity: int = 64
+    ) -> None: ...
+    def on_frame(self, frame: bytes | bytearray | memoryview, recv_ns: int = 0) -> int: ...

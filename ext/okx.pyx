@@ -1,0 +1,335 @@
+# cython: language_level=3, auto_pickle=False
+"""OKX v5 public frames (``books``, ``books5``, ``books50-l2-tbt``, ``books-l2-tbt``,
+``bbo-tbt``, ``trades``) into books and trade records.
+
+Sequencing by ``seqId``/``prevSeqId`` (snapshot ``prevSeqId = -1``, heartbeats, resets) and
+the legacy CRC32 of the top 25 levels whenever a frame carries a non-zero ``checksum``.
+
+Example frame::
+
+    {"arg":{"channel":"books","instId":"BTC-USDT"},"action":"update","data":[{"asks":
+     [["30249.5","50","0","1"]],"bids":[],"ts":"1652459236000","checksum":-1200119424}]}
+"""
+
+from libc.stdint cimport int32_t, int64_t
+
+from ext.book cimport BOOK_ASK, BOOK_BID, OrderBook, book_best_price
+from ext.feed cimport (
+    K_BOOK,
+    K_TRADE,
+    R_CHECKSUM,
+    R_CROSSED,
+    R_DROPPED,
+    R_DUPLICATE,
+    R_GAP,
+    R_HEARTBEAT,
+    R_OTHER,
+    R_SNAPSHOT,
+    R_TRADE,
+    R_UPDATE,
+    ST_SYNCED,
+    Feed,
+    Inst,
+    okx_checksum,
+)
+from ext.jsonscan cimport (
+    Cursor,
+    Span,
+    is_string,
+    key_is,
+    next_element,
+    next_member,
+    open_container,
+    parse_int,
+    skip_ws,
+    string_body,
+)
+
+from ext.feed import FrameError
+
+cdef enum:
+    OKX_INCREMENTAL = 1   # books, books50-l2-tbt, books-l2-tbt: snapshot + updates
+    OKX_FULL = 2          # books5, bbo-tbt: every message is the whole (top-N) book
+    OKX_TRADES = 3
+
+
+cdef int _okx_channel_kind(const unsigned char* p, Span c) noexcept:
+    if key_is(p, c, "books", 5) or key_is(p, c, "books-l2-tbt", 12) \
+            or key_is(p, c, "books50-l2-tbt", 14):
+        return OKX_INCREMENTAL
+    if key_is(p, c, "books5", 6) or key_is(p, c, "bbo-tbt", 7):
+        return OKX_FULL
+    if key_is(p, c, "trades", 6):
+        return OKX_TRADES
+    return 0
+
+
+cdef class OkxFeed(Feed):
+    """OKX v5 public frames: ``books``, ``books5``, ``books50-l2-tbt``, ``books-l2-tbt``,
+    ``bbo-tbt`` and ``trades``, for spot and derivatives alike.
+
+    Books are keyed ``(instId, channel)``; trades ``(instId, "trades")``. Subscription
+    acks, errors, ``pong`` and other channels return ``OTHER``.
+
+    Duplicate detection: with ``seqId`` a repeated message is recognised by its ids; the
+    older captures without ``seqId`` carry a ``ts`` per message, and a message repeating
+    the previous ``ts`` and ``checksum`` of its instrument is counted as a duplicate.
+    """
+
+    def __init__(self, str market="unknown", Py_ssize_t trade_capacity=65536,
+                 Py_ssize_t book_capacity=64):
+        Feed.__init__(self, "okx", market, trade_capacity, 0, book_capacity)
+
+    def on_frame(self, const unsigned char[::1] frame not None, int64_t recv_ns=0) -> int:
+        """Parse one WebSocket frame and apply it; returns a result code (see module).
+
+        Raises
+        ------
+        FrameError
+            On malformed JSON or values (the book concerned is marked out of sync).
+        """
+        cdef const unsigned char* p
+        cdef Py_ssize_t n = frame.shape[0]
+        cdef Cursor cur, dc
+        cdef Span key, val, arg, data, action, chan, inst, item
+        cdef bint has_arg = False, has_data = False, has_action = False, has_event = False
+        cdef int r, ck, code, res
+        if n == 0:
+            raise FrameError("empty frame", self.venue, None, 0)
+        self._p = &frame[0]
+        self._plen = n
+        self._recv_ns = recv_ns
+        self._channel = None
+        self._chan.start = 0
+        self._chan.end = 0
+        self.frames += 1
+        p = self._p
+        if open_container(p, 0, n, 123, &cur) != 0:
+            self.other_frames += 1          # e.g. the text frame "pong"
+            return R_OTHER
+        while True:
+            r = next_member(p, &cur, &key, &val)
+            if r < 0:
+                raise self._error("malformed JSON", cur.pos)
+            if r == 0:
+                break
+            if key_is(p, key, "arg", 3):
+                arg = val
+                has_arg = True
+            elif key_is(p, key, "data", 4):
+                data = val
+                has_data = True
+            elif key_is(p, key, "action", 6):
+                action = val
+                has_action = True
+            elif key_is(p, key, "event", 5):
+                has_event = True
+        if has_event or not has_arg or not has_data:
+            self.other_frames += 1
+            return R_OTHER
+        if _okx_arg(p, arg, &chan, &inst) != 0:
+            raise self._error("arg needs channel and instId strings", arg.start)
+        ck = _okx_channel_kind(p, chan)
+        if ck == 0:
+            self.other_frames += 1
+            return R_OTHER
+        self._chan = chan
+        if open_container(p, data.start, data.end, 91, &dc) != 0:
+            raise self._error("data is not an array", data.start)
+        if ck == OKX_TRADES:
+            res = R_TRADE
+            while True:
+                r = next_element(p, &dc, &item)
+                if r < 0:
+                    raise self._error("malformed data array", dc.pos)
+                if r == 0:
+                    return res
+                self._okx_trade(inst, chan, item)
+        res = R_HEARTBEAT
+        while True:
+            r = next_element(p, &dc, &item)
+            if r < 0:
+                raise self._error("malformed data array", dc.pos)
+            if r == 0:
+                return res
+            code = self._okx_book(inst, chan, ck, has_action, action, item)
+            if code > res or res == R_HEARTBEAT:
+                res = code
+
+    cdef int _okx_book(self, Span inst, Span chan, int ck, bint has_action, Span action,
+                       Span item) except -1:
+        cdef const unsigned char* p = self._p
+        cdef Cursor cur
+        cdef Span key, val, asks, bids, act
+        cdef bint ha = False, hb = False, has_seq = False, has_prev = False, has_ck = False
+        cdef bint snapshot, empty
+        cdef int64_t seq = -1, prev = -1, checksum = 0, ts = 0
+        cdef int r, idx, res, nlev
+        cdef Inst* it
+        cdef OrderBook book
+        if open_container(p, item.start, item.end, 123, &cur) != 0:
+            raise self._error("book data item is not an object", item.start)
+        while True:
+            r = next_member(p, &cur, &key, &val)
+            if r < 0:
+                raise self._error("malformed JSON", cur.pos)
+            if r == 0:
+                break
+            if key_is(p, key, "asks", 4):
+                asks = val
+                ha = True
+            elif key_is(p, key, "bids", 4):
+                bids = val
+                hb = True
+            elif key_is(p, key, "seqId", 5):
+                has_seq = parse_int(p, val, &seq) == 0
+            elif key_is(p, key, "prevSeqId", 9):
+                has_prev = parse_int(p, val, &prev) == 0
+            elif key_is(p, key, "checksum", 8):
+                has_ck = parse_int(p, val, &checksum) == 0
+            elif key_is(p, key, "ts", 2):
+                parse_int(p, val, &ts)
+        if not ha or not hb:
+            raise self._error("book message without asks or bids", item.start)
+        idx = self._lookup(K_BOOK, p, inst, chan)
+        it = &self._inst[idx]
+        book = <OrderBook>self._books[idx]
+        it.messages += 1
+        if ck == OKX_FULL:
+            snapshot = True
+        else:
+            if not has_action:
+                raise self._error("incremental book message without action", item.start)
+            act = string_body(action)
+            snapshot = key_is(p, act, "snapshot", 8)
+            if not snapshot and not key_is(p, act, "update", 6):
+                raise self._error("action must be snapshot or update", action.start)
+        if snapshot:
+            try:
+                if ck == OKX_FULL:      # top 5 / top 1: cheaper than building arrays
+                    book.clear()
+                    self._apply_levels(idx, book, BOOK_BID, bids)
+                    self._apply_levels(idx, book, BOOK_ASK, asks)
+                else:
+                    self._load_snapshot(idx, book, bids, asks, seq)
+            except BaseException:
+                self._desync(idx, book)
+                raise
+            it.snapshots += 1
+            self._synced(idx, book)
+            it.state = ST_SYNCED
+            res = R_SNAPSHOT
+        else:
+            if it.state != ST_SYNCED:
+                it.dropped += 1
+                return R_DROPPED
+            empty = _is_empty_array(p, asks) and _is_empty_array(p, bids)
+            if has_seq and has_prev:
+                if seq == prev and empty and prev == it.last_id:
+                    it.heartbeats += 1
+                    return R_HEARTBEAT
+                if prev != it.last_id:
+                    if seq == it.last_id:
+                        it.duplicates += 1
+                        return R_DUPLICATE
+                    it.gaps += 1
+                    self._desync(idx, book)
+                    return R_GAP
+                if seq < prev:
+                    it.seq_resets += 1
+            elif it.has_last and ts == it.last_ts and checksum == it.last_checksum \
+                    and ts != 0:
+                it.duplicates += 1
+                return R_DUPLICATE
+            try:
+                self._apply_levels(idx, book, BOOK_BID, bids)
+                self._apply_levels(idx, book, BOOK_ASK, asks)
+            except BaseException:
+                self._desync(idx, book)
+                raise
+            it.applied += 1
+            res = R_UPDATE
+        it.last_id = seq
+        it.last_ts = ts
+        it.last_checksum = checksum
+        it.has_last = True
+        book.last_update_id = seq
+        if book.sides[BOOK_BID].n and book.sides[BOOK_ASK].n and \
+                book_best_price(book, BOOK_BID) >= book_best_price(book, BOOK_ASK):
+            it.crossed += 1
+            self._desync(idx, book)
+            return R_CROSSED
+        if not has_ck or checksum == 0:
+            it.ck_none += 1
+        elif okx_checksum(book) == <int32_t>checksum:
+            it.ck_ok += 1
+        else:
+            it.ck_bad += 1
+            self._desync(idx, book)
+            return R_CHECKSUM
+        return res
+
+    cdef int _okx_trade(self, Span inst, Span chan, Span item) except -1:
+        cdef const unsigned char* p = self._p
+        cdef Cursor cur
+        cdef Span key, val, px, sz, sd
+        cdef bint hp = False, hs = False, hid = False, hside = False
+        cdef int64_t tid = 0, ts = 0, count = 1
+        cdef int r, idx, side = 0
+        if open_container(p, item.start, item.end, 123, &cur) != 0:
+            raise self._error("trade item is not an object", item.start)
+        while True:
+            r = next_member(p, &cur, &key, &val)
+            if r < 0:
+                raise self._error("malformed JSON", cur.pos)
+            if r == 0:
+                break
+            if key_is(p, key, "px", 2):
+                px = val
+                hp = True
+            elif key_is(p, key, "sz", 2):
+                sz = val
+                hs = True
+            elif key_is(p, key, "tradeId", 7):
+                hid = parse_int(p, val, &tid) == 0
+            elif key_is(p, key, "ts", 2):
+                parse_int(p, val, &ts)
+            elif key_is(p, key, "count", 5):
+                if parse_int(p, val, &count) != 0 or count < 1:
+                    count = 1
+            elif key_is(p, key, "side", 4):
+                sd = string_body(val)
+                side = 1 if key_is(p, sd, "buy", 3) else (-1 if key_is(p, sd, "sell", 4) else 0)
+        if not (hp and hs and hid):
+            raise self._error("trade without tradeId, px or sz", item.start)
+        idx = self._lookup(K_TRADE, p, inst, chan)
+        self._check_trade_id(idx, tid - count + 1, tid)
+        self._record_trade(idx, ts * 1000000, tid, px, sz, side)
+        return 0
+
+
+cdef int _okx_arg(const unsigned char* p, Span arg, Span* chan, Span* inst) noexcept:
+    cdef Cursor cur
+    cdef Span key, val
+    cdef bint hc = False, hi = False
+    cdef int r
+    if open_container(p, arg.start, arg.end, 123, &cur) != 0:
+        return -1
+    while True:
+        r = next_member(p, &cur, &key, &val)
+        if r < 0:
+            return -1
+        if r == 0:
+            break
+        if key_is(p, key, "channel", 7) and is_string(p, val):
+            chan[0] = string_body(val)
+            hc = True
+        elif key_is(p, key, "instId", 6) and is_string(p, val):
+            inst[0] = string_body(val)
+            hi = True
+    return 0 if hc and hi else -1
+
+
+cdef bint _is_empty_array(const unsigned char* p, Span v) noexcept:
+    cdef Py_ssize_t i = skip_ws(p, v.start + 1, v.end)
+    return p[v.start] == 91 and i < v.end and p[i] == 93
