@@ -134,6 +134,7 @@ cdef class Feed:
     cdef object _error(self, str message, Py_ssize_t offset)
     cdef int _rescale(self, int idx, int ps, int ss) except -1
     cdef int64_t _decimal(self, int idx, Span v, bint is_price) except? -1
+    cdef int64_t _decimal_body(self, int idx, Span s, bint is_price) except? -1
     cdef Py_ssize_t _apply_levels(self, int idx, OrderBook book, int side,
                                   Span arr) except -1
     cdef int _scan_decimals(self, Span arr, Py_ssize_t* count, int* ps, int* ss) except -1

@@ -48,6 +48,8 @@ from ext.jsonscan cimport (
     is_string,
     next_element,
     open_container,
+    skip_value,
+    skip_ws,
     string_body,
 )
 from ext.scaled cimport (
@@ -100,7 +102,7 @@ class FrameError(ValueError):
 
 # ---------------------------------------------------------------------------- CRC32
 
-cdef uint32_t[256] _CRC_TABLE
+cdef uint32_t[8][256] _CRC_TABLE   # slice-by-8 tables; [0] is the classic one
 cdef int64_t[19] _POW10
 
 cdef void _init_tables() noexcept:
@@ -110,7 +112,11 @@ cdef void _init_tables() noexcept:
         c = <uint32_t>i
         for k in range(8):
             c = (0xEDB88320U ^ (c >> 1)) if (c & 1) else (c >> 1)
-        _CRC_TABLE[i] = c
+        _CRC_TABLE[0][i] = c
+    for i in range(256):
+        for k in range(1, 8):
+            c = _CRC_TABLE[k - 1][i]
+            _CRC_TABLE[k][i] = (c >> 8) ^ _CRC_TABLE[0][c & 0xFF]
     _POW10[0] = 1
     for i in range(1, 19):
         _POW10[i] = _POW10[i - 1] * 10
@@ -119,10 +125,24 @@ _init_tables()
 
 
 cdef inline uint32_t _crc32(const unsigned char* p, Py_ssize_t n) noexcept nogil:
+    """CRC-32 (zlib polynomial), slice-by-8: eight table lookups per 8 bytes in parallel."""
     cdef uint32_t c = 0xFFFFFFFFU
-    cdef Py_ssize_t i
-    for i in range(n):
-        c = _CRC_TABLE[(c ^ p[i]) & 0xFF] ^ (c >> 8)
+    cdef uint32_t one, two
+    while n >= 8:
+        one = (<uint32_t>p[0] | (<uint32_t>p[1] << 8) | (<uint32_t>p[2] << 16)
+               | (<uint32_t>p[3] << 24)) ^ c
+        two = <uint32_t>p[4] | (<uint32_t>p[5] << 8) | (<uint32_t>p[6] << 16) \
+            | (<uint32_t>p[7] << 24)
+        c = (_CRC_TABLE[7][one & 0xFF] ^ _CRC_TABLE[6][(one >> 8) & 0xFF]
+             ^ _CRC_TABLE[5][(one >> 16) & 0xFF] ^ _CRC_TABLE[4][one >> 24]
+             ^ _CRC_TABLE[3][two & 0xFF] ^ _CRC_TABLE[2][(two >> 8) & 0xFF]
+             ^ _CRC_TABLE[1][(two >> 16) & 0xFF] ^ _CRC_TABLE[0][two >> 24])
+        p += 8
+        n -= 8
+    while n > 0:
+        c = _CRC_TABLE[0][(c ^ p[0]) & 0xFF] ^ (c >> 8)
+        p += 1
+        n -= 1
     return c ^ 0xFFFFFFFFU
 
 
@@ -359,13 +379,16 @@ cdef class Feed:
     cdef int64_t _decimal(self, int idx, Span v, bint is_price) except? -1:
         """Scaled value of the decimal string ``v`` for instrument ``idx`` (may rescale)."""
         cdef const unsigned char* p = self._p
+        if not is_string(p, v):
+            raise self._error("expected a decimal string", v.start)
+        return self._decimal_body(idx, string_body(v), is_price)
+
+    cdef int64_t _decimal_body(self, int idx, Span s, bint is_price) except? -1:
+        """Scaled value of the decimal text ``s`` (no quotes) for instrument ``idx``."""
+        cdef const unsigned char* p = self._p
         cdef Inst* it = &self._inst[idx]
         cdef int64_t out = 0
         cdef int st, need
-        cdef Span s
-        if not is_string(p, v):
-            raise self._error("expected a decimal string", v.start)
-        s = string_body(v)
         while True:
             st = parse_scaled(p + s.start, s.end - s.start,
                               it.price_scale if is_price else it.size_scale, &out)
@@ -391,30 +414,58 @@ cdef class Feed:
                                   Span arr) except -1:
         """Apply ``[[px, sz, ...], ...]`` starting at ``arr.start`` to ``side``.
 
-        Returns the index just after the array's closing bracket (``arr.end`` only bounds
-        the scan, so a caller may pass the end of the enclosing object).
+        One pass over the bytes: each level's two decimal strings are located with a
+        quote scan and parsed in place (extra elements such as OKX's ``"0","4"`` are
+        skipped). Returns the index just after the array's closing bracket (``arr.end``
+        only bounds the scan, so a caller may pass the end of the enclosing object).
         """
         cdef const unsigned char* p = self._p
-        cdef Cursor outer, inner
-        cdef Span lvl, px, sz
-        cdef int r, st
+        cdef Py_ssize_t n = arr.end
+        cdef Py_ssize_t i = skip_ws(p, arr.start, n)
+        cdef Py_ssize_t lvl_start
+        cdef Span px, sz
+        cdef int st
         cdef int64_t price, size
-        if open_container(p, arr.start, arr.end, 91, &outer) != 0:
-            raise self._error("expected an array of levels", arr.start)
+        if i >= n or p[i] != 91:
+            raise self._error("expected an array of levels", i)
+        i = skip_ws(p, i + 1, n)
+        if i < n and p[i] == 93:
+            return i + 1
         while True:
-            r = next_element(p, &outer, &lvl)
-            if r == 0:
-                return outer.pos
-            if r < 0 or open_container(p, lvl.start, lvl.end, 91, &inner) != 0 \
-                    or next_element(p, &inner, &px) != 1 or next_element(p, &inner, &sz) != 1:
-                raise self._error("malformed level", outer.pos)
-            price = self._decimal(idx, px, True)
-            size = self._decimal(idx, sz, False)
+            lvl_start = i
+            if i >= n or p[i] != 91:
+                raise self._error("malformed level", i)
+            i = _quoted(p, skip_ws(p, i + 1, n), n, &px)
+            if i < 0:
+                raise self._error("malformed level", lvl_start)
+            i = skip_ws(p, i, n)
+            if i >= n or p[i] != 44:
+                raise self._error("malformed level", lvl_start)
+            i = _quoted(p, skip_ws(p, i + 1, n), n, &sz)
+            if i < 0:
+                raise self._error("malformed level", lvl_start)
+            i = skip_ws(p, i, n)
+            while i < n and p[i] == 44:          # further elements of the level
+                i = skip_value(p, skip_ws(p, i + 1, n), n)
+                if i < 0:
+                    raise self._error("malformed level", lvl_start)
+                i = skip_ws(p, i, n)
+            if i >= n or p[i] != 93:
+                raise self._error("malformed level", lvl_start)
+            price = self._decimal_body(idx, px, True)
+            size = self._decimal_body(idx, sz, False)
             st = book_apply(book, side, price, size)
             if st == BOOK_EINVAL:
                 raise self._error("level out of range (negative size or huge price)", px.start)
             if st == BOOK_ENOMEM:
                 raise MemoryError()
+            i = skip_ws(p, i + 1, n)
+            if i < n and p[i] == 44:
+                i = skip_ws(p, i + 1, n)
+            elif i < n and p[i] == 93:
+                return i + 1
+            else:
+                raise self._error("malformed array of levels", i)
 
     cdef int _scan_decimals(self, Span arr, Py_ssize_t* count, int* ps, int* ss) except -1:
         """Count the levels of ``arr`` and raise ``ps``/``ss`` to the decimals they need."""
@@ -657,6 +708,27 @@ cdef inline Py_ssize_t _make_key(char* key, int kind, const unsigned char* a, Py
     key[1 + alen] = 0
     memcpy(key + 2 + alen, b, blen)
     return alen + blen + 2
+
+
+cdef inline Py_ssize_t _quoted(const unsigned char* p, Py_ssize_t i, Py_ssize_t n,
+                              Span* body) noexcept nogil:
+    """``p[i]`` must open a string without escapes (a number); its body goes to ``body``.
+
+    Returns the index after the closing quote, or -1.
+    """
+    cdef Py_ssize_t j
+    if i >= n or p[i] != 34:
+        return -1
+    j = i + 1
+    while j < n and p[j] != 34:
+        if p[j] == 92:
+            return -1
+        j += 1
+    if j >= n:
+        return -1
+    body.start = i + 1
+    body.end = j
+    return j + 1
 
 
 cdef inline uint32_t _fnv(const char* key, Py_ssize_t n) noexcept nogil:

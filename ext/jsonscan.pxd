@@ -213,6 +213,36 @@ cdef inline int next_element(const unsigned char* p, Cursor* cur,
     return 1
 
 
+cdef inline Py_ssize_t skip_levels(const unsigned char* p, Py_ssize_t i,
+                                   Py_ssize_t n) noexcept nogil:
+    """Skip a book-level array ``[[...],[...]]`` fast; -1 if it is not of that shape.
+
+    Each inner array holds plain strings or numbers, so it ends at the next ``]`` (found
+    with ``memchr``). Anything unexpected returns -1 and the caller falls back to
+    :func:`skip_value`; the levels are fully validated when they are applied.
+    """
+    cdef const unsigned char* q
+    if i >= n or p[i] != 91:
+        return -1
+    i = skip_ws(p, i + 1, n)
+    if i < n and p[i] == 93:
+        return i + 1
+    while True:
+        if i >= n or p[i] != 91:
+            return -1
+        q = <const unsigned char*>memchr(p + i + 1, 93, <size_t>(n - i - 1))
+        if q == NULL:
+            return -1
+        i = skip_ws(p, (q - p) + 1, n)
+        if i >= n:
+            return -1
+        if p[i] == 93:
+            return i + 1
+        if p[i] != 44:
+            return -1
+        i = skip_ws(p, i + 1, n)
+
+
 cdef inline bint key_is(const unsigned char* p, Span key, const char* name,
                         Py_ssize_t length) noexcept nogil:
     return key.end - key.start == length and memcmp(p + key.start, name, length) == 0

@@ -1,7 +1,10 @@
 """OKX v5 public frames into books and trade records."""
 
+from typing_extensions import disjoint_base
+
 from ext.feed import Feed
 
+@disjoint_base
 class OkxFeed(Feed):
     def __init__(
         self, market: str = "unknown", trade_capacity: int = 65536, book_capacity: int = 64

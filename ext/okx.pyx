@@ -38,9 +38,12 @@ from ext.jsonscan cimport (
     is_string,
     key_is,
     next_element,
+    next_key,
     next_member,
     open_container,
     parse_int,
+    skip_levels,
+    skip_member_value,
     skip_ws,
     string_body,
 )
@@ -76,6 +79,9 @@ cdef class OkxFeed(Feed):
     the previous ``ts`` and ``checksum`` of its instrument is counted as a duplicate.
     """
 
+    cdef Py_ssize_t _obj_end     # end of the data item just parsed
+
+
     def __init__(self, str market="unknown", Py_ssize_t trade_capacity=65536,
                  Py_ssize_t book_capacity=64):
         Feed.__init__(self, "okx", market, trade_capacity, 0, book_capacity)
@@ -93,7 +99,8 @@ cdef class OkxFeed(Feed):
         cdef Cursor cur, dc
         cdef Span key, val, arg, data, action, chan, inst, item
         cdef bint has_arg = False, has_data = False, has_action = False, has_event = False
-        cdef int r, ck, code, res
+        cdef int r, ck = 0, code, res
+        cdef Py_ssize_t vstart, i
         if n == 0:
             raise FrameError("empty frame", self.venue, None, 0)
         self._p = &frame[0]
@@ -108,14 +115,27 @@ cdef class OkxFeed(Feed):
             self.other_frames += 1          # e.g. the text frame "pong"
             return R_OTHER
         while True:
-            r = next_member(p, &cur, &key, &val)
+            r = next_key(p, &cur, &key, &vstart)
             if r < 0:
                 raise self._error("malformed JSON", cur.pos)
             if r == 0:
                 break
+            if key_is(p, key, "data", 4) and has_arg and not has_event \
+                    and (has_action or ck != OKX_INCREMENTAL):
+                data.start = vstart         # arg/action came first, as OKX sends them:
+                data.end = n                # walk data in place instead of skipping it
+                has_data = True
+                break
+            if skip_member_value(p, &cur) != 0:
+                raise self._error("malformed JSON", cur.pos)
+            val.start = vstart
+            val.end = cur.pos
             if key_is(p, key, "arg", 3):
                 arg = val
                 has_arg = True
+                if _okx_arg(p, arg, &chan, &inst) != 0:
+                    raise self._error("arg needs channel and instId strings", arg.start)
+                ck = _okx_channel_kind(p, chan)
             elif key_is(p, key, "data", 4):
                 data = val
                 has_data = True
@@ -124,13 +144,7 @@ cdef class OkxFeed(Feed):
                 has_action = True
             elif key_is(p, key, "event", 5):
                 has_event = True
-        if has_event or not has_arg or not has_data:
-            self.other_frames += 1
-            return R_OTHER
-        if _okx_arg(p, arg, &chan, &inst) != 0:
-            raise self._error("arg needs channel and instId strings", arg.start)
-        ck = _okx_channel_kind(p, chan)
-        if ck == 0:
+        if has_event or not has_arg or not has_data or ck == 0:
             self.other_frames += 1
             return R_OTHER
         self._chan = chan
@@ -146,15 +160,22 @@ cdef class OkxFeed(Feed):
                     return res
                 self._okx_trade(inst, chan, item)
         res = R_HEARTBEAT
+        i = skip_ws(p, dc.pos, n)
+        if i < n and p[i] == 93:
+            return res
         while True:
-            r = next_element(p, &dc, &item)
-            if r < 0:
-                raise self._error("malformed data array", dc.pos)
-            if r == 0:
-                return res
+            item.start = i
+            item.end = n
             code = self._okx_book(inst, chan, ck, has_action, action, item)
             if code > res or res == R_HEARTBEAT:
                 res = code
+            i = skip_ws(p, self._obj_end, n)
+            if i < n and p[i] == 44:
+                i = skip_ws(p, i + 1, n)
+            elif i < n and p[i] == 93:
+                return res
+            else:
+                raise self._error("malformed data array", i)
 
     cdef int _okx_book(self, Span inst, Span chan, int ck, bint has_action, Span action,
                        Span item) except -1:
@@ -164,17 +185,26 @@ cdef class OkxFeed(Feed):
         cdef bint ha = False, hb = False, has_seq = False, has_prev = False, has_ck = False
         cdef bint snapshot, empty
         cdef int64_t seq = -1, prev = -1, checksum = 0, ts = 0
-        cdef int r, idx, res, nlev
+        cdef int r, idx, res
+        cdef Py_ssize_t vstart, j
         cdef Inst* it
         cdef OrderBook book
         if open_container(p, item.start, item.end, 123, &cur) != 0:
             raise self._error("book data item is not an object", item.start)
         while True:
-            r = next_member(p, &cur, &key, &val)
+            r = next_key(p, &cur, &key, &vstart)
             if r < 0:
                 raise self._error("malformed JSON", cur.pos)
             if r == 0:
                 break
+            j = skip_levels(p, vstart, cur.end) if (key_is(p, key, "asks", 4) or
+                                                    key_is(p, key, "bids", 4)) else -1
+            if j >= 0:
+                cur.pos = j
+            elif skip_member_value(p, &cur) != 0:
+                raise self._error("malformed JSON", cur.pos)
+            val.start = vstart
+            val.end = cur.pos
             if key_is(p, key, "asks", 4):
                 asks = val
                 ha = True
@@ -189,6 +219,7 @@ cdef class OkxFeed(Feed):
                 has_ck = parse_int(p, val, &checksum) == 0
             elif key_is(p, key, "ts", 2):
                 parse_int(p, val, &ts)
+        self._obj_end = cur.pos
         if not ha or not hb:
             raise self._error("book message without asks or bids", item.start)
         idx = self._lookup(K_BOOK, p, inst, chan)
