@@ -10,11 +10,13 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from ext.feed import FrameError
 from orchestrator.capture.formats import FORMATS
 from orchestrator.capture.records import CaptureFormatError
 from orchestrator.capture.verify import verify_files
+from orchestrator.instruments import MetadataError, load_scales
 
 __all__ = ["main"]
 
@@ -32,10 +34,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--format", default="auto", choices=("auto", *sorted(FORMATS)), help="default: detect"
     )
     verify.add_argument("--compact", action="store_true", help="one-line JSON")
+    verify.add_argument(
+        "--metadata",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="Binance exchangeInfo or OKX instruments JSON: fixes instrument scales",
+    )
     args = parser.parse_args(argv)
     try:
-        report = verify_files(args.files, args.format)
-    except (CaptureFormatError, FrameError, OSError) as exc:
+        scales = [
+            s for path in args.metadata for s in load_scales(Path(path).read_bytes()).values()
+        ]
+        report = verify_files(args.files, args.format, scales)
+    except (CaptureFormatError, FrameError, MetadataError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(json.dumps(report, indent=None if args.compact else 2))

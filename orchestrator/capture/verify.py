@@ -24,6 +24,7 @@ from ext.feed import Feed
 from ext.okx import OkxFeed
 from orchestrator.capture.formats import detect_format, read_capture
 from orchestrator.capture.records import CaptureFormatError, CaptureFrame
+from orchestrator.instruments import InstrumentScales, apply_scales
 
 __all__ = ["okx_market", "replay_frames", "verify_files"]
 
@@ -55,7 +56,8 @@ def _merged(paths: Sequence[Path]) -> Iterator[tuple[int, CaptureFrame]]:
 class _Session:
     """Feeds per venue/market plus the bookkeeping for snapshots that name no symbol."""
 
-    def __init__(self) -> None:
+    def __init__(self, scales: Sequence[InstrumentScales] = ()) -> None:
+        self.scales = list(scales)
         self.feeds: dict[tuple[str, str], Feed] = {}
         self.file_symbol: dict[int, str] = {}
         self.held: dict[int, list[CaptureFrame]] = {}
@@ -75,6 +77,7 @@ class _Session:
                 feed = OkxFeed()
             else:
                 raise CaptureFormatError(f"no parser for venue {frame.venue!r}", "?")
+            apply_scales(feed, self.scales)
             self.feeds[key] = feed
         return feed
 
@@ -107,9 +110,14 @@ class _Session:
         feed.on_snapshot(symbol.upper(), frame.payload, frame.recv_ns)
 
 
-def replay_frames(frames: Iterable[tuple[int, CaptureFrame]]) -> list[Feed]:
-    """Replay ``(file_index, frame)`` pairs through fresh feeds; returns the feeds."""
-    session = _Session()
+def replay_frames(
+    frames: Iterable[tuple[int, CaptureFrame]], scales: Sequence[InstrumentScales] = ()
+) -> list[Feed]:
+    """Replay ``(file_index, frame)`` pairs through fresh feeds; returns the feeds.
+
+    ``scales`` (from venue metadata) fix instruments' scales; without them they are inferred.
+    """
+    session = _Session(scales)
     for file_index, frame in frames:
         session.on_frame(file_index, frame)
     if session.held:
@@ -173,7 +181,9 @@ def _trade_record(s: dict[str, Any]) -> dict[str, Any]:
     return record
 
 
-def verify_files(paths: Sequence[str | Path], fmt: str = "auto") -> dict[str, Any]:
+def verify_files(
+    paths: Sequence[str | Path], fmt: str = "auto", scales: Sequence[InstrumentScales] = ()
+) -> dict[str, Any]:
     """Replay one capture set and return its integrity report.
 
     Parameters
@@ -182,6 +192,9 @@ def verify_files(paths: Sequence[str | Path], fmt: str = "auto") -> dict[str, An
         Files of one recording session (merged by receive time).
     fmt : str
         ``auto`` (detect per file) or one of ``orchestrator.capture.FORMATS`` for all.
+    scales : sequence of InstrumentScales
+        Scales from venue metadata (:func:`orchestrator.instruments.load_scales`); a value
+        finer than its instrument's metadata is then a ``FrameError``.
 
     Returns
     -------
@@ -202,7 +215,7 @@ def verify_files(paths: Sequence[str | Path], fmt: str = "auto") -> dict[str, An
         for p, f in zip(files, formats, strict=True):
             if detect_format(p) != f:
                 raise CaptureFormatError(f"not a {f} capture", p)
-    feeds = replay_frames(_merged(files))
+    feeds = replay_frames(_merged(files), scales)
     books: list[dict[str, Any]] = []
     trades: list[dict[str, Any]] = []
     for feed in feeds:
