@@ -30,6 +30,7 @@ from ext.feed cimport (
     R_GAP,
     R_OTHER,
     R_SNAPSHOT,
+    R_STALE_SNAPSHOT,
     R_TICKER,
     R_TICKER_MISMATCH,
     R_TRADE,
@@ -163,7 +164,7 @@ cdef class BinanceFeed(Feed):
                 if not gated:
                     sym = string_body(s)
                     idx = self._depth_index(sym)
-                    code = self._depth_arrival(idx, frame)
+                    code = self._depth_arrival(idx, frame, U)
                     if code != R_UPDATE:
                         return code
                     book = <OrderBook>self._books[idx]
@@ -253,7 +254,7 @@ cdef class BinanceFeed(Feed):
             if self.futures and not has_pu:
                 raise self._error("futures depthUpdate without pu", data.start)
             idx = self._depth_index(string_body(s))
-            code = self._depth_arrival(idx, frame)
+            code = self._depth_arrival(idx, frame, U)
             if code != R_UPDATE:
                 return code
             return self._apply_depth(idx, <OrderBook>self._books[idx], U, u, pu, b, a)
@@ -280,7 +281,7 @@ cdef class BinanceFeed(Feed):
                             <const unsigned char*>_DEPTH_S, 5)
         return idx
 
-    cdef int _depth_arrival(self, int idx, object frame) except -1:
+    cdef int _depth_arrival(self, int idx, object frame, int64_t U) except -1:
         """Count a diff; buffer it (``R_BUFFERED``) while the book waits for a snapshot."""
         cdef Inst* it = &self._inst[idx]
         cdef list pending
@@ -292,6 +293,9 @@ cdef class BinanceFeed(Feed):
         if len(pending) >= self._max_pending and pending:
             del pending[0]
             it.dropped += 1
+            it.pend_U = -1              # the oldest kept diff's U is no longer known
+        elif not pending:
+            it.pend_U = U
         pending.append(bytes(frame))
         if not self._replaying:
             it.buffered += 1
@@ -438,8 +442,10 @@ cdef class BinanceFeed(Feed):
         """Load a REST depth snapshot (``{"lastUpdateId":..,"bids":..,"asks":..}``).
 
         The book is replaced, then the diffs buffered for ``symbol`` are bridged by the
-        venue rule. Returns ``SNAPSHOT``, or ``GAP`` if the buffered diffs cannot be
-        bridged (the book then waits for another snapshot).
+        venue rule. Returns ``SNAPSHOT``; ``STALE_SNAPSHOT`` (book and buffer untouched)
+        when the snapshot is older than the oldest buffered diff, so the caller fetches a
+        newer one; or ``GAP`` if the buffered diffs cannot be bridged (the book then waits
+        for another snapshot).
         """
         cdef const unsigned char* p
         cdef Py_ssize_t n = payload.shape[0]
@@ -485,6 +491,11 @@ cdef class BinanceFeed(Feed):
         it = &self._inst[idx]
         book = <OrderBook>self._books[idx]
         it.messages += 1
+        if self._pending[idx] and it.pend_U >= 0 and \
+                ((it.pend_U > L + 1) if not self.futures else (it.pend_U > L)):
+            # older than the oldest buffered diff: keep the buffer, fetch a newer snapshot
+            it.stale_snapshots += 1
+            return R_STALE_SNAPSHOT
         try:
             self._load_snapshot(idx, book, bids, asks, L)
         except BaseException:

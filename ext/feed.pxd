@@ -24,6 +24,7 @@ cdef enum:
     R_CROSSED = 10        # best bid >= best ask after applying: book now out of sync
     R_TICKER_MISMATCH = 11  # bookTicker disagrees with the book at the same update id
     R_DUPLICATE = 12      # the same diff again (ignored; counted)
+    R_STALE_SNAPSHOT = 13  # Binance: snapshot older than the buffered diffs (refetch it)
 
 cdef enum:
     ST_WAIT = 0           # no snapshot yet (or out of sync): Binance buffers, OKX drops
@@ -74,6 +75,8 @@ cdef struct Inst:
     int price_scale
     int size_scale
     int64_t snap_id            # Binance: lastUpdateId of the loaded snapshot
+    int64_t pend_U             # Binance: U of the oldest buffered diff (-1 unknown)
+    int64_t stale_snapshots
     int64_t last_id            # Binance: last applied u; OKX: last seqId; trades: last id
     int64_t last_ts            # OKX: ts of the last book message (duplicate detection)
     int64_t last_checksum

@@ -21,6 +21,7 @@ CHECKSUM_MISMATCH: int
 CROSSED: int
 TICKER_MISMATCH: int
 DUPLICATE: int
+STALE_SNAPSHOT: int
 RESULT_NAMES: dict[int, str]
 __pyx_capi__: dict[str, Any]  # C functions exported to ext.okx (okx_checksum)
 TRADE_DTYPE: np.dtype[np.void]

@@ -75,12 +75,14 @@ CHECKSUM_MISMATCH = R_CHECKSUM
 CROSSED = R_CROSSED
 TICKER_MISMATCH = R_TICKER_MISMATCH
 DUPLICATE = R_DUPLICATE
+STALE_SNAPSHOT = R_STALE_SNAPSHOT
 
 RESULT_NAMES = {
     R_UPDATE: "update", R_SNAPSHOT: "snapshot", R_BUFFERED: "buffered",
     R_DROPPED: "dropped", R_TRADE: "trade", R_TICKER: "ticker", R_HEARTBEAT: "heartbeat",
     R_OTHER: "other", R_GAP: "gap", R_CHECKSUM: "checksum_mismatch", R_CROSSED: "crossed",
     R_TICKER_MISMATCH: "ticker_mismatch", R_DUPLICATE: "duplicate",
+    R_STALE_SNAPSHOT: "stale_snapshot",
 }
 
 TRADE_DTYPE = np.dtype([
@@ -661,6 +663,7 @@ cdef class Feed:
                     "messages": it.messages, "snapshots": it.snapshots,
                     "updates_applied": it.applied, "updates_dropped": it.dropped,
                     "updates_buffered": it.buffered, "duplicates": it.duplicates,
+                    "stale_snapshots": it.stale_snapshots,
                     "sequence_gaps": it.gaps, "seq_resets": it.seq_resets,
                     "resyncs": it.resyncs, "crossed_books": it.crossed,
                     "heartbeats": it.heartbeats,

@@ -148,6 +148,7 @@ def _book_record(s: dict[str, Any]) -> dict[str, Any]:
         "updates_dropped",
         "updates_buffered",
         "duplicates",
+        "stale_snapshots",
         "sequence_gaps",
         "seq_resets",
         "resyncs",

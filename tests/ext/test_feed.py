@@ -73,10 +73,24 @@ def test_binance_futures_sequencing_vector():
     assert f.on_frame(depth(510, 512, pu=508)) == F.GAP
 
 
-def test_binance_futures_snapshot_too_new_is_a_gap():
+def test_binance_futures_snapshot_older_than_buffer_is_stale():
     f = BinanceFeed("usdm")
     f.on_frame(depth(495, 505, pu=490))
-    assert f.on_snapshot("BTCUSDT", snapshot(480)) == F.GAP  # U=495 > L=480
+    assert f.on_snapshot("BTCUSDT", snapshot(480)) == F.STALE_SNAPSHOT  # U=495 > L=480
+    assert f.on_snapshot("BTCUSDT", snapshot(500)) == F.SNAPSHOT  # U <= 500 <= u bridges
+
+
+def test_binance_snapshot_older_than_buffer_is_stale_and_buffer_kept():
+    f = BinanceFeed("spot")
+    f.on_frame(depth(105, 108, [["99.0", "1"]]))
+    f.on_frame(depth(109, 110, [["99.1", "1"]]))
+    assert f.on_snapshot("BTCUSDT", snapshot(100)) == F.STALE_SNAPSHOT
+    assert f.book("BTCUSDT", "depth").bid_levels == 0
+    assert f.on_snapshot("BTCUSDT", snapshot(106)) == F.SNAPSHOT
+    book = f.book("BTCUSDT", "depth")
+    assert book.in_sync and book.last_update_id == 110
+    s = f.stats()[0]
+    assert (s["stale_snapshots"], s["updates_applied"], s["sequence_gaps"]) == (1, 2, 0)
 
 
 def test_binance_duplicate_diff_is_counted_not_applied():
