@@ -132,34 +132,6 @@ cdef inline int _advance(const unsigned char* p, Cursor* cur,
     return 1
 
 
-cdef inline int next_member(const unsigned char* p, Cursor* cur, Span* key,
-                            Span* value) noexcept nogil:
-    """Next ``"key": value`` of an object: 1 found, 0 object closed, -1 malformed."""
-    cdef int r = _advance(p, cur, 125)
-    cdef Py_ssize_t i, j
-    if r != 1:
-        return r
-    i = cur.pos
-    if p[i] != 34:
-        return -1
-    j = skip_string(p, i, cur.end)
-    if j < 0:
-        return -1
-    key.start = i + 1
-    key.end = j - 1
-    i = skip_ws(p, j, cur.end)
-    if i >= cur.end or p[i] != 58:   # ':'
-        return -1
-    i = skip_ws(p, i + 1, cur.end)
-    j = skip_value(p, i, cur.end)
-    if j < 0:
-        return -1
-    value.start = i
-    value.end = j
-    cur.pos = j
-    return 1
-
-
 cdef inline int next_key(const unsigned char* p, Cursor* cur, Span* key,
                          Py_ssize_t* value_start) noexcept nogil:
     """Next key of an object, stopping at its value (not skipped): 1, 0 closed, -1 bad.
@@ -195,6 +167,20 @@ cdef inline int skip_member_value(const unsigned char* p, Cursor* cur) noexcept 
         return -1
     cur.pos = j
     return 0
+
+
+cdef inline int next_member(const unsigned char* p, Cursor* cur, Span* key,
+                            Span* value) noexcept nogil:
+    """Next ``"key": value`` of an object: 1 found, 0 object closed, -1 malformed."""
+    cdef Py_ssize_t vstart
+    cdef int r = next_key(p, cur, key, &vstart)
+    if r != 1:
+        return r
+    if skip_member_value(p, cur) != 0:
+        return -1
+    value.start = vstart
+    value.end = cur.pos
+    return 1
 
 
 cdef inline int next_element(const unsigned char* p, Cursor* cur,
