@@ -148,36 +148,58 @@ cdef inline uint32_t _crc32(const unsigned char* p, Py_ssize_t n) noexcept nogil
     return c ^ 0xFFFFFFFFU
 
 
+cdef extern from *:
+    """
+    static const char SLIP_DIGITS2[201] =
+        "00010203040506070809101112131415161718192021222324252627282930313233343536373839"
+        "40414243444546474849505152535455565758596061626364656667686970717273747576777879"
+        "8081828384858687888990919293949596979899";
+    """
+    const char SLIP_DIGITS2[201]
+
+
 cdef inline Py_ssize_t _fmt_scaled(char* out, int64_t v, int scale) noexcept nogil:
-    """Shortest exact decimal text of ``v * 10**-scale`` into ``out``; returns its length."""
+    """Shortest exact decimal text of ``v * 10**-scale`` into ``out``; returns its length.
+
+    Trailing fractional zeros are dropped first, then digits are produced two at a time.
+    """
     cdef char tmp[24]
     cdef Py_ssize_t n = 0, k = 0, i
     cdef bint neg = v < 0
     cdef uint64_t u = <uint64_t>(-v) if neg else <uint64_t>v
-    cdef int frac
-    # digits, least significant first
-    while True:
-        tmp[n] = <char>(48 + u % 10)
+    cdef uint32_t r
+    if u == 0:
+        out[0] = 48
+        return 1
+    while scale > 0 and u % 10 == 0:
         u //= 10
+        scale -= 1
+    while u >= 100:               # least significant first
+        r = <uint32_t>(u % 100)
+        u //= 100
+        tmp[n] = SLIP_DIGITS2[2 * r + 1]
+        tmp[n + 1] = SLIP_DIGITS2[2 * r]
+        n += 2
+    if u >= 10:
+        tmp[n] = SLIP_DIGITS2[2 * u + 1]
+        tmp[n + 1] = SLIP_DIGITS2[2 * u]
+        n += 2
+    else:
+        tmp[n] = <char>(48 + u)
         n += 1
-        if u == 0:
-            break
     while n <= scale:
         tmp[n] = 48
         n += 1
-    frac = scale
-    while frac > 0 and tmp[scale - frac] == 48:
-        frac -= 1
     if neg:
         out[k] = 45
         k += 1
     for i in range(n - 1, scale - 1, -1):
         out[k] = tmp[i]
         k += 1
-    if frac > 0:
+    if scale > 0:
         out[k] = 46
         k += 1
-        for i in range(scale - 1, scale - 1 - frac, -1):
+        for i in range(scale - 1, -1, -1):
             out[k] = tmp[i]
             k += 1
     return k

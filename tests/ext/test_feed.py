@@ -360,3 +360,34 @@ def test_fuzz_random_bytes_never_crash(raw):
 def test_book_side_constants_match():
     assert (BID, ASK) == (0, 1)
     assert np.dtype(F.TRADE_DTYPE).itemsize == 48
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.integers(0, 12),
+    st.integers(0, 12),
+    st.lists(st.tuples(st.integers(1, 10**12), st.integers(1, 10**15)), min_size=0, max_size=40),
+)
+def test_book_checksum_text_matches_independent_formatting(ps, ss, levels):
+    import zlib
+
+    from ext.book import OrderBook
+    from ext.scaled import format_scaled
+
+    book = OrderBook(ps, ss)
+    prices = sorted({p for p, _ in levels})
+    mid = len(prices) // 2
+    sizes = dict(levels)
+    for p in prices[:mid]:
+        book.apply(BID, p, sizes[p])
+    for p in prices[mid:]:
+        book.apply(ASK, p, sizes[p])
+    bids = [(p, sizes[p]) for p in reversed(prices[:mid])][:25]
+    asks = [(p, sizes[p]) for p in prices[mid:]][:25]
+    parts = []
+    for i in range(25):
+        for side in (bids, asks):
+            if i < len(side):
+                parts += [format_scaled(side[i][0], ps), format_scaled(side[i][1], ss)]
+    crc = zlib.crc32(":".join(parts).encode())
+    assert F.book_checksum(book) == (crc - 2**32 if crc >= 2**31 else crc)
