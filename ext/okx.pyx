@@ -179,16 +179,33 @@ cdef class OkxFeed(Feed):
 
     cdef int _okx_book(self, Span inst, Span chan, int ck, bint has_action, Span action,
                        Span item) except -1:
+        """One book data item. An update for an in-sync book is applied while it is read
+        (OKX puts ``seqId``/``prevSeqId``/``checksum`` after the levels): a gap found
+        afterwards marks the book out of sync anyway, and the only other outcome that
+        skips an update, a repeat of the last message, is idempotent with absolute sizes."""
         cdef const unsigned char* p = self._p
         cdef Cursor cur
         cdef Span key, val, asks, bids, act
         cdef bint ha = False, hb = False, has_seq = False, has_prev = False, has_ck = False
-        cdef bint snapshot, empty
+        cdef bint snapshot, empty, inline
         cdef int64_t seq = -1, prev = -1, checksum = 0, ts = 0
         cdef int r, idx, res
         cdef Py_ssize_t vstart, j
         cdef Inst* it
         cdef OrderBook book
+        if ck == OKX_FULL:
+            snapshot = True
+        else:
+            if not has_action:
+                raise self._error("incremental book message without action", item.start)
+            act = string_body(action)
+            snapshot = key_is(p, act, "snapshot", 8)
+            if not snapshot and not key_is(p, act, "update", 6):
+                raise self._error("action must be snapshot or update", action.start)
+        idx = self._lookup(K_BOOK, p, inst, chan)
+        it = &self._inst[idx]
+        book = <OrderBook>self._books[idx]
+        inline = not snapshot and it.state == ST_SYNCED
         if open_container(p, item.start, item.end, 123, &cur) != 0:
             raise self._error("book data item is not an object", item.start)
         while True:
@@ -197,13 +214,22 @@ cdef class OkxFeed(Feed):
                 raise self._error("malformed JSON", cur.pos)
             if r == 0:
                 break
-            j = skip_levels(p, vstart, cur.end) if (key_is(p, key, "asks", 4) or
-                                                    key_is(p, key, "bids", 4)) else -1
-            if j >= 0:
-                cur.pos = j
-            elif skip_member_value(p, &cur) != 0:
-                raise self._error("malformed JSON", cur.pos)
             val.start = vstart
+            val.end = cur.end
+            if inline and (key_is(p, key, "asks", 4) or key_is(p, key, "bids", 4)):
+                try:
+                    cur.pos = self._apply_levels(
+                        idx, book, BOOK_ASK if p[key.start] == 97 else BOOK_BID, val)
+                except BaseException:
+                    self._desync(idx, book)
+                    raise
+            else:
+                j = skip_levels(p, vstart, cur.end) if (key_is(p, key, "asks", 4) or
+                                                        key_is(p, key, "bids", 4)) else -1
+                if j >= 0:
+                    cur.pos = j
+                elif skip_member_value(p, &cur) != 0:
+                    raise self._error("malformed JSON", cur.pos)
             val.end = cur.pos
             if key_is(p, key, "asks", 4):
                 asks = val
@@ -221,20 +247,10 @@ cdef class OkxFeed(Feed):
                 parse_int(p, val, &ts)
         self._obj_end = cur.pos
         if not ha or not hb:
+            if inline:
+                self._desync(idx, book)
             raise self._error("book message without asks or bids", item.start)
-        idx = self._lookup(K_BOOK, p, inst, chan)
-        it = &self._inst[idx]
-        book = <OrderBook>self._books[idx]
         it.messages += 1
-        if ck == OKX_FULL:
-            snapshot = True
-        else:
-            if not has_action:
-                raise self._error("incremental book message without action", item.start)
-            act = string_body(action)
-            snapshot = key_is(p, act, "snapshot", 8)
-            if not snapshot and not key_is(p, act, "update", 6):
-                raise self._error("action must be snapshot or update", action.start)
         if snapshot:
             try:
                 if ck == OKX_FULL:      # top 5 / top 1: cheaper than building arrays
@@ -261,8 +277,8 @@ cdef class OkxFeed(Feed):
                     return R_HEARTBEAT
                 if prev != it.last_id:
                     if seq == it.last_id:
-                        it.duplicates += 1
-                        return R_DUPLICATE
+                        it.duplicates += 1      # the last message again: re-applying it
+                        return R_DUPLICATE      # (inline) left the book unchanged
                     it.gaps += 1
                     self._desync(idx, book)
                     return R_GAP
@@ -272,12 +288,6 @@ cdef class OkxFeed(Feed):
                     and ts != 0:
                 it.duplicates += 1
                 return R_DUPLICATE
-            try:
-                self._apply_levels(idx, book, BOOK_BID, bids)
-                self._apply_levels(idx, book, BOOK_ASK, asks)
-            except BaseException:
-                self._desync(idx, book)
-                raise
             it.applied += 1
             res = R_UPDATE
         it.last_id = seq
