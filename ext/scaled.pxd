@@ -125,9 +125,9 @@ cdef inline int parse_scaled(const unsigned char* p, Py_ssize_t n, int scale,
     multiplication by a power of ten. Everything else goes through
     :func:`decompose_decimal`.
     """
-    cdef uint64_t mant, acc = 0, f
+    cdef uint64_t mant, acc = 0, acc_nz = 0, f
     cdef unsigned int d
-    cdef int expo10, shift, digits = 0, frac = -1
+    cdef int expo10, shift, digits = 0, frac = -1, frac_nz = 0
     cdef Py_ssize_t i = 0
     cdef bint neg = False
     cdef int st
@@ -141,27 +141,28 @@ cdef inline int parse_scaled(const unsigned char* p, Py_ssize_t n, int scale,
         if d <= 9:
             acc = acc * 10 + d
             digits += 1
-            if frac >= 0:
+            if frac < 0:
+                acc_nz = acc                # integer digits always count
+            else:
                 frac += 1
+                if d != 0:                  # value without trailing fractional zeros
+                    acc_nz = acc
+                    frac_nz = frac
         elif p[i] == 46 and frac < 0:
             frac = 0
         else:
             break
         i += 1
     if i == n and 0 < digits <= 18:
-        if frac < 0:
-            frac = 0
-        if frac > scale:
-            f = SLIP_POW10[frac - scale]
-            if acc % f != 0:
-                return SCALED_TOO_PRECISE
-            acc = acc // f
-        elif frac < scale:
-            f = SLIP_POW10[scale - frac]
-            if acc > <uint64_t>9223372036854775807ULL // f:
+        # acc_nz * 10**-frac_nz is the value with trailing zeros dropped: no division
+        if frac_nz > scale:
+            return SCALED_TOO_PRECISE
+        if frac_nz < scale:
+            f = SLIP_POW10[scale - frac_nz]
+            if acc_nz > <uint64_t>9223372036854775807ULL // f:
                 return SCALED_OVERFLOW
-            acc = acc * f
-        out[0] = -<int64_t>acc if neg else <int64_t>acc
+            acc_nz = acc_nz * f
+        out[0] = -<int64_t>acc_nz if neg else <int64_t>acc_nz
         return SCALED_OK
     # general path: exponents, signs, long digit strings, errors
     st = decompose_decimal(p, n, &mant, &expo10, &neg)
