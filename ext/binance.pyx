@@ -155,12 +155,15 @@ cdef class BinanceFeed(Feed):
         while True:
             r = next_key(p, &cur, &key, &vstart)
             if r < 0:
+                if gated:                        # some levels are in: never claim in sync
+                    self._desync(idx, book)
                 raise self._error("malformed JSON", cur.pos)
             if r == 0:
                 break
             c = p[key.start] if key.end - key.start == 1 else 0
             if (c == 98 or c == 97) and is_depth and has_s and has_U and has_u \
-                    and (has_pu or not self.futures) and p[vstart] == 91:
+                    and (has_pu or not self.futures) and vstart < cur.end \
+                    and p[vstart] == 91 and (gated or not (has_b or has_a)):
                 if not gated:
                     sym = string_body(s)
                     idx = self._depth_index(sym)
@@ -169,6 +172,8 @@ cdef class BinanceFeed(Feed):
                         return code
                     book = <OrderBook>self._books[idx]
                     code = self._depth_gate(idx, book, U, u, pu)
+                    if code == R_GAP:
+                        self._buffer(idx, frame, U)   # needed to bridge the next snapshot
                     if code != R_UPDATE:
                         return code
                     gated = True
@@ -186,6 +191,8 @@ cdef class BinanceFeed(Feed):
                     done_a = True
                 continue
             if skip_member_value(p, &cur) != 0:
+                if gated:
+                    self._desync(idx, book)
                 raise self._error("malformed JSON", cur.pos)
             val.start = vstart
             val.end = cur.pos
@@ -257,7 +264,10 @@ cdef class BinanceFeed(Feed):
             code = self._depth_arrival(idx, frame, U)
             if code != R_UPDATE:
                 return code
-            return self._apply_depth(idx, <OrderBook>self._books[idx], U, u, pu, b, a)
+            code = self._apply_depth(idx, <OrderBook>self._books[idx], U, u, pu, b, a)
+            if code == R_GAP:
+                self._buffer(idx, frame, U)
+            return code
         if key_is(p, e, "trade", 5) or key_is(p, e, "aggTrade", 8):
             self._channel = "trade" if e.end - e.start == 5 else "aggTrade"
             if e.end - e.start == 8:
@@ -284,22 +294,24 @@ cdef class BinanceFeed(Feed):
     cdef int _depth_arrival(self, int idx, object frame, int64_t U) except -1:
         """Count a diff; buffer it (``R_BUFFERED``) while the book waits for a snapshot."""
         cdef Inst* it = &self._inst[idx]
-        cdef list pending
         if not self._replaying:
             it.messages += 1
         if it.state != ST_WAIT:
             return R_UPDATE
-        pending = <list>self._pending[idx]
+        self._buffer(idx, frame, U)
+        return R_BUFFERED
+
+    cdef int _buffer(self, int idx, object frame, int64_t U) except -1:
+        """Keep ``(U, frame bytes)`` until a snapshot can bridge it (bounded, oldest dropped)."""
+        cdef Inst* it = &self._inst[idx]
+        cdef list pending = <list>self._pending[idx]
         if len(pending) >= self._max_pending and pending:
             del pending[0]
             it.dropped += 1
-            it.pend_U = -1              # the oldest kept diff's U is no longer known
-        elif not pending:
-            it.pend_U = U
-        pending.append(bytes(frame))
+        pending.append((U, bytes(frame)))
         if not self._replaying:
             it.buffered += 1
-        return R_BUFFERED
+        return 0
 
     cdef int _depth_gate(self, int idx, OrderBook book, int64_t U, int64_t u,
                          int64_t pu) noexcept:
@@ -378,6 +390,7 @@ cdef class BinanceFeed(Feed):
         it = &self._inst[idx]
         if it.state == ST_SYNCED and u < it.last_id:
             return R_TICKER
+        self._ensure_scales(idx, b, a, bq, aq)  # one scale for all four values
         t.u = u
         t.bp = self._decimal(idx, b, True)
         t.bs = self._decimal(idx, bq, False)
@@ -491,9 +504,11 @@ cdef class BinanceFeed(Feed):
         it = &self._inst[idx]
         book = <OrderBook>self._books[idx]
         it.messages += 1
-        if self._pending[idx] and it.pend_U >= 0 and \
-                ((it.pend_U > L + 1) if not self.futures else (it.pend_U > L)):
-            # older than the oldest buffered diff: keep the buffer, fetch a newer snapshot
+        pending = self._pending[idx]
+        if (pending and ((pending[0][0] > L + 1) if not self.futures else (pending[0][0] > L))) \
+                or (it.state != ST_WAIT and L < it.last_id):
+            # older than the oldest buffered diff (or than the book it would replace):
+            # keep everything as it is and let the caller fetch a newer snapshot
             it.stale_snapshots += 1
             return R_STALE_SNAPSHOT
         try:
@@ -511,12 +526,19 @@ cdef class BinanceFeed(Feed):
             return R_CROSSED
         self._synced(idx, book)
         it.state = ST_BRIDGE
-        pending = self._pending[idx]
         self._pending[idx] = []
-        for raw in pending:
-            code = self._replay(raw)
+        first_error = None
+        for _, raw in pending:
+            try:
+                code = self._replay(raw)
+            except FrameError as exc:      # a malformed buffered diff: the book is now out
+                if first_error is None:    # of sync; the rest is re-buffered by the replay
+                    first_error = exc
+                continue
             if code == R_GAP or code == R_CROSSED or code == R_CHECKSUM:
                 res = R_GAP
+        if first_error is not None:
+            raise first_error
         return res
 
     cdef int _replay(self, bytes raw) except -1:

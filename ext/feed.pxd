@@ -75,7 +75,6 @@ cdef struct Inst:
     int price_scale
     int size_scale
     int64_t snap_id            # Binance: lastUpdateId of the loaded snapshot
-    int64_t pend_U             # Binance: U of the oldest buffered diff (-1 unknown)
     int64_t stale_snapshots
     int64_t last_id            # Binance: last applied u; OKX: last seqId; trades: last id
     int64_t last_ts            # OKX: ts of the last book message (duplicate detection)
@@ -136,6 +135,7 @@ cdef class Feed:
     cdef int _lookup(self, int kind, const unsigned char* p, Span sym, Span chan) except -1
     cdef object _error(self, str message, Py_ssize_t offset)
     cdef int _rescale(self, int idx, int ps, int ss) except -1
+    cdef int _ensure_scales(self, int idx, Span p1, Span p2, Span s1, Span s2) except -1
     cdef int64_t _decimal(self, int idx, Span v, bint is_price) except? -1
     cdef int64_t _decimal_body(self, int idx, Span s, bint is_price) except? -1
     cdef Py_ssize_t _apply_levels(self, int idx, OrderBook book, int side,

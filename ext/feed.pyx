@@ -394,8 +394,14 @@ cdef class Feed:
     cdef int _rescale(self, int idx, int ps, int ss) except -1:
         cdef Inst* it = &self._inst[idx]
         book = self._books[idx]
+        if ps > SCALED_MAX_SCALE or ss > SCALED_MAX_SCALE:
+            raise self._error(f"a value needs more than {SCALED_MAX_SCALE} decimals", 0)
         if book is not None:
-            (<OrderBook>book).rescale(ps, ss)
+            try:
+                (<OrderBook>book).rescale(ps, ss)
+            except ValueError as exc:
+                self._desync(idx, <OrderBook>book)
+                raise self._error(f"cannot rescale the book exactly: {exc}", 0) from None
         it.price_scale = ps
         it.size_scale = ss
         return 0
@@ -433,6 +439,20 @@ cdef class Feed:
                 self._rescale(idx, need, it.size_scale)
             else:
                 self._rescale(idx, it.price_scale, need)
+
+    cdef int _ensure_scales(self, int idx, Span p1, Span p2, Span s1, Span s2) except -1:
+        """Raise an unlocked instrument's scales once so that prices ``p1``, ``p2`` and sizes
+        ``s1``, ``s2`` (quoted strings) all parse at the same scales."""
+        cdef const unsigned char* p = self._p
+        cdef Inst* it = &self._inst[idx]
+        cdef int ps = it.price_scale, ss = it.size_scale
+        if it.locked:
+            return 0
+        ps = max(ps, _decimals_of(p, p1), _decimals_of(p, p2))
+        ss = max(ss, _decimals_of(p, s1), _decimals_of(p, s2))
+        if ps != it.price_scale or ss != it.size_scale:
+            self._rescale(idx, ps, ss)
+        return 0
 
     cdef Py_ssize_t _apply_levels(self, int idx, OrderBook book, int side,
                                   Span arr) except -1:
@@ -655,6 +675,7 @@ cdef class Feed:
             (<OrderBook>book).price_scale = price_scale
             (<OrderBook>book).size_scale = size_scale
             it.state = ST_WAIT
+        it.held_n = 0                   # held tickers were parsed at the old scales
         it.price_scale = price_scale
         it.size_scale = size_scale
         it.locked = True
@@ -722,6 +743,13 @@ cdef class Feed:
     def pending_trades(self) -> int:
         """Trade records waiting in the buffer."""
         return self._ntrades
+
+
+cdef inline int _decimals_of(const unsigned char* p, Span v) noexcept nogil:
+    """Decimals the quoted decimal ``v`` needs (-1 if it is not one; parsing reports it)."""
+    if v.end - v.start < 2 or p[v.start] != 34:
+        return -1
+    return significant_decimals(p + v.start + 1, v.end - v.start - 2)
 
 
 cdef inline Py_ssize_t _make_key(char* key, int kind, const unsigned char* a, Py_ssize_t alen,

@@ -127,6 +127,8 @@ cdef inline int _advance(const unsigned char* p, Cursor* cur,
         if p[i] != 44:           # ','
             return -1
         i = skip_ws(p, i + 1, cur.end)
+        if i >= cur.end:
+            return -1
     cur.first = False
     cur.pos = i
     return 1

@@ -211,6 +211,8 @@ cdef class OkxFeed(Feed):
         while True:
             r = next_key(p, &cur, &key, &vstart)
             if r < 0:
+                if inline:                      # levels may be in: never claim in sync
+                    self._desync(idx, book)
                 raise self._error("malformed JSON", cur.pos)
             if r == 0:
                 break
@@ -229,6 +231,8 @@ cdef class OkxFeed(Feed):
                 if j >= 0:
                     cur.pos = j
                 elif skip_member_value(p, &cur) != 0:
+                    if inline:
+                        self._desync(idx, book)
                     raise self._error("malformed JSON", cur.pos)
             val.end = cur.pos
             if key_is(p, key, "asks", 4):

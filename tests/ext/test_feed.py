@@ -391,3 +391,113 @@ def test_book_checksum_text_matches_independent_formatting(ps, ss, levels):
                 parts += [format_scaled(side[i][0], ps), format_scaled(side[i][1], ss)]
     crc = zlib.crc32(":".join(parts).encode())
     assert F.book_checksum(book) == (crc - 2**32 if crc >= 2**31 else crc)
+
+
+# ---------------------------------------------------------------------------- review cases
+
+
+def test_truncated_after_comma_is_a_frame_error_not_a_crash():
+    for feed, frame in (
+        (OkxFeed(), b'{"arg":{"channel":"trades","instId":"BTC-USDT"},'),
+        (BinanceFeed("spot"), b'{"e":"trade",'),
+        (
+            BinanceFeed("spot"),
+            b'{"stream":"x","data":{"e":"depthUpdate","E":1,"s":"X","U":1,"u":2,"b":',
+        ),
+    ):
+        view = memoryview(bytearray(frame))  # no trailing NUL to hide an over-read
+        with pytest.raises(F.FrameError):
+            feed.on_frame(view)
+
+
+def test_binance_malformed_after_first_side_leaves_book_out_of_sync():
+    f = BinanceFeed("spot")
+    f.on_snapshot("BTCUSDT", snapshot(10))
+    bad = (
+        b'{"stream":"btcusdt@depth","data":{"e":"depthUpdate","E":1,"s":"BTCUSDT",'
+        b'"U":11,"u":12,"b":[["100.05","7"]]6"a":[]}}'
+    )
+    with pytest.raises(F.FrameError):
+        f.on_frame(bad)
+    assert not f.book("BTCUSDT", "depth").in_sync
+
+
+def test_okx_malformed_after_inline_apply_leaves_book_out_of_sync():
+    f = OkxFeed()
+    f.on_frame(okx("snapshot", [("101", "1")], [("100", "1")], 10, -1))
+    bad = (
+        b'{"arg":{"channel":"books","instId":"BTC-USDT"},"action":"update","data":[{"asks":[],'
+        b'"bids":[["100.5","7","0","1"]],"ts":"2","checksum":0,"prevSeqId":10,"seqId":11,}]}'
+    )
+    with pytest.raises(F.FrameError):
+        f.on_frame(bad)
+    assert not f.book("BTC-USDT", "books").in_sync
+
+
+def test_book_ticker_with_mixed_decimals_is_compared_at_one_scale():
+    f = BinanceFeed("spot")
+    f.on_snapshot("BTCUSDT", snapshot(10, bids=(("100.5", "1"),), asks=(("101.0", "1"),)))
+    tick = {"u": 12, "s": "BTCUSDT", "b": "100.5", "B": "1", "a": "100.75", "A": "2"}
+    f.on_frame(json.dumps(tick).encode())
+    assert f.on_frame(depth(11, 12, [], [["101.0", "0"], ["100.75", "2"]])) == F.UPDATE
+    assert f.stats()[0]["book_ticker"] == {"compared": 1, "matched": 1, "mismatched": 0}
+
+
+def test_malformed_buffered_diff_raises_and_keeps_later_diffs():
+    f = BinanceFeed("spot")
+    f.on_frame(
+        b'{"stream":"b","data":{"e":"depthUpdate","E":1,"s":"BTCUSDT","U":11,"u":12,'
+        b'"b":[["1"]],"a":[]}}'
+    )
+    f.on_frame(depth(13, 14, [["99.5", "1"]]))
+    with pytest.raises(F.FrameError, match="malformed level"):
+        f.on_snapshot("BTCUSDT", snapshot(10))
+    assert f.on_snapshot("BTCUSDT", snapshot(12)) == F.SNAPSHOT
+    assert f.book("BTCUSDT", "depth").last_update_id == 14
+
+
+def test_older_snapshot_does_not_replace_a_synced_book():
+    f = BinanceFeed("spot")
+    f.on_snapshot("BTCUSDT", snapshot(10))
+    f.on_frame(depth(11, 20, [["99.5", "1"]]))
+    assert f.on_snapshot("BTCUSDT", snapshot(15)) == F.STALE_SNAPSHOT
+    assert f.book("BTCUSDT", "depth").last_update_id == 20
+    assert f.on_frame(depth(21, 22)) == F.UPDATE
+
+
+def test_diff_revealing_a_gap_is_kept_for_bridging():
+    f = BinanceFeed("spot")
+    f.on_snapshot("BTCUSDT", snapshot(10))
+    assert f.on_frame(depth(13, 20, [["99.5", "1"]])) == F.GAP
+    assert f.on_frame(depth(21, 25, [["99.6", "1"]])) == F.BUFFERED
+    assert f.on_snapshot("BTCUSDT", snapshot(15)) == F.SNAPSHOT
+    assert f.book("BTCUSDT", "depth").last_update_id == 25
+
+
+def test_stale_check_survives_buffer_overflow():
+    f = BinanceFeed("spot", max_pending=2)
+    for u in (11, 12, 13):
+        f.on_frame(depth(u, u))
+    assert f.on_snapshot("BTCUSDT", snapshot(5)) == F.STALE_SNAPSHOT
+
+
+def test_unusual_key_order_falls_back_to_two_passes():
+    f = BinanceFeed("spot")
+    f.on_snapshot("BTCUSDT", snapshot(10))
+    frame = (
+        b'{"e":"depthUpdate","s":"BTCUSDT","b":[["99.5","1"]],"U":11,"u":12,"a":[["102.5","1"]]}'
+    )
+    assert f.on_frame(frame) == F.UPDATE
+    book = f.book("BTCUSDT", "depth")
+    assert (book.bid_levels, book.ask_levels, book.in_sync) == (2, 2, True)
+
+
+def test_unrepresentable_rescale_is_a_frame_error():
+    f = BinanceFeed("spot")
+    f.on_snapshot(
+        "BTCUSDT", snapshot(10, bids=(("5000000000000", "1"),), asks=(("5000000000001", "1"),))
+    )
+    with pytest.raises(F.FrameError, match="rescale"):
+        f.on_frame(depth(11, 11, [["1.000001", "1"]]))
+    with pytest.raises(F.FrameError, match="more than 18 decimals"):
+        BinanceFeed("spot").on_snapshot("X", snapshot(1, bids=(("1e-19", "1"),)))
