@@ -113,6 +113,7 @@ cdef class Feed:
     cdef list _books
     cdef list _names
     cdef list _pending
+    cdef dict _preset                 # symbol -> (price_scale, size_scale) from metadata
     cdef Py_ssize_t _max_pending
     cdef Py_ssize_t _book_capacity
     cdef object _trades_arr

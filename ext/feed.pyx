@@ -297,6 +297,7 @@ cdef class Feed:
         self._books = []
         self._names = []
         self._pending = []
+        self._preset = {}
 
     def __dealloc__(self):
         cdef int i
@@ -368,7 +369,12 @@ cdef class Feed:
         symbol = PyBytes_FromStringAndSize(<const char*>a, alen).decode("ascii", "replace")
         channel = PyBytes_FromStringAndSize(<const char*>b, blen).decode("ascii", "replace")
         self._names.append((symbol, channel, kind))
-        self._books.append(OrderBook(0, 0, self._book_capacity) if kind == K_BOOK else None)
+        preset = self._preset.get(symbol) if self._preset else None
+        if preset is not None:          # scales from venue metadata: fixed from the start
+            it.price_scale, it.size_scale = preset
+            it.locked = True
+        self._books.append(OrderBook(it.price_scale, it.size_scale, self._book_capacity)
+                           if kind == K_BOOK else None)
         self._pending.append([])
         self._n = idx + 1
         return idx
@@ -543,11 +549,12 @@ cdef class Feed:
         cdef Cursor outer, inner
         cdef Span lvl, px, sz
         cdef Py_ssize_t i = 0
-        open_container(p, arr.start, arr.end, 91, &outer)
-        while next_element(p, &outer, &lvl) == 1:
-            open_container(p, lvl.start, lvl.end, 91, &inner)
-            next_element(p, &inner, &px)
-            next_element(p, &inner, &sz)
+        if open_container(p, arr.start, arr.end, 91, &outer) != 0:
+            raise self._error("expected an array of levels", arr.start)
+        while next_element(p, &outer, &lvl) == 1:       # shape checked by _scan_decimals
+            if open_container(p, lvl.start, lvl.end, 91, &inner) != 0 \
+                    or next_element(p, &inner, &px) != 1 or next_element(p, &inner, &sz) != 1:
+                raise self._error("malformed level", lvl.start)
             prices[i] = self._decimal(idx, px, True)
             sizes[i] = self._decimal(idx, sz, False)
             i += 1
@@ -679,6 +686,22 @@ cdef class Feed:
         it.price_scale = price_scale
         it.size_scale = size_scale
         it.locked = True
+
+    def preset_scales(self, dict scales not None) -> None:
+        """Scales from venue metadata, applied when each instrument is first seen.
+
+        Parameters
+        ----------
+        scales : dict
+            ``symbol -> (price_scale, size_scale)``. Unlike :meth:`set_scales` nothing is
+            created up front, so a whole exchangeInfo can be given. Instruments already
+            seen keep their scales.
+        """
+        for symbol, pair in scales.items():
+            ps, ss = pair
+            if not 0 <= ps <= 18 or not 0 <= ss <= 18:
+                raise ValueError(f"scales of {symbol!r} must be within 0..18, were {ps}, {ss}")
+        self._preset.update(scales)
 
     def instruments(self) -> list:
         """``(symbol, channel, kind)`` of every instrument seen, in index order."""

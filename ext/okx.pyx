@@ -101,6 +101,8 @@ cdef class OkxFeed(Feed):
         cdef bint has_arg = False, has_data = False, has_action = False, has_event = False
         cdef int r, ck = 0, code, res
         cdef Py_ssize_t vstart, i
+        data.start = 0
+        data.end = 0
         if n == 0:
             raise FrameError("empty frame", self.venue, None, 0)
         self._p = &frame[0]

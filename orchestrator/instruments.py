@@ -18,8 +18,6 @@ from ext.scaled import decimals_needed
 from orchestrator.errors import SlipstreamError
 
 __all__ = [
-    "BINANCE_CHANNELS",
-    "OKX_CHANNELS",
     "InstrumentScales",
     "MetadataError",
     "apply_scales",
@@ -27,12 +25,6 @@ __all__ = [
     "load_scales",
     "okx_scales",
 ]
-
-#: Book and trade channels a Binance instrument's scales apply to.
-BINANCE_CHANNELS = ("depth", "trade", "aggTrade")
-#: Book and trade channels an OKX instrument's scales apply to.
-OKX_CHANNELS = ("books", "books5", "books50-l2-tbt", "books-l2-tbt", "bbo-tbt", "trades")
-
 
 class MetadataError(SlipstreamError):
     """Instrument metadata that cannot be understood (names the field and value)."""
@@ -43,6 +35,7 @@ class InstrumentScales:
     """Price and size increments of one instrument and their decimals."""
 
     venue: str
+    market: str
     symbol: str
     tick_size: str
     lot_size: str
@@ -50,14 +43,14 @@ class InstrumentScales:
     size_scale: int
 
 
-def _scales(venue: str, symbol: str, tick: Any, lot: Any) -> InstrumentScales:
+def _scales(venue: str, market: str, symbol: str, tick: Any, lot: Any) -> InstrumentScales:
     try:
         ps, ss = decimals_needed(str(tick)), decimals_needed(str(lot))
     except ValueError:
         raise MetadataError(
             f"{venue} {symbol}: tick/lot size must be decimals, were {tick!r} / {lot!r}"
         ) from None
-    return InstrumentScales(venue, symbol, str(tick), str(lot), ps, ss)
+    return InstrumentScales(venue, market, symbol, str(tick), str(lot), ps, ss)
 
 
 def _as_json(data: bytes | str | Mapping[str, Any]) -> Mapping[str, Any]:
@@ -91,7 +84,9 @@ def binance_scales(exchange_info: bytes | str | Mapping[str, Any]) -> dict[str, 
             raise MetadataError(
                 f"binance symbol {name!r} lacks PRICE_FILTER.tickSize or LOT_SIZE.stepSize"
             )
-        out[name] = _scales("binance", name, tick, lot)
+        # futures exchangeInfo has contractType; COIN-M symbols also carry contractSize
+        market = "coinm" if "contractSize" in sym else "usdm" if "contractType" in sym else "spot"
+        out[name] = _scales("binance", market, name, tick, lot)
     return out
 
 
@@ -111,7 +106,8 @@ def okx_scales(instruments: bytes | str | Mapping[str, Any]) -> dict[str, Instru
         name = inst.get("instId")
         if not name or "tickSz" not in inst or "lotSz" not in inst:
             raise MetadataError(f"okx instrument {name!r} lacks tickSz or lotSz")
-        out[name] = _scales("okx", name, inst["tickSz"], inst["lotSz"])
+        market = str(inst.get("instType", "unknown")).lower()
+        out[name] = _scales("okx", market, name, inst["tickSz"], inst["lotSz"])
     return out
 
 
@@ -126,13 +122,20 @@ def load_scales(data: bytes | str | Mapping[str, Any]) -> dict[str, InstrumentSc
 
 
 def apply_scales(feed: Feed, scales: Iterable[InstrumentScales]) -> int:
-    """Fix the scales of ``feed``'s instruments of its venue; returns how many were set."""
-    channels = BINANCE_CHANNELS if feed.venue == "binance" else OKX_CHANNELS
-    count = 0
-    for s in scales:
-        if s.venue != feed.venue:
-            continue
-        for channel in channels:
-            feed.set_scales(s.symbol, channel, s.price_scale, s.size_scale)
-        count += 1
-    return count
+    """Hand ``feed`` the scales of its venue (and, for Binance, its market).
+
+    They apply as each instrument is first seen (``Feed.preset_scales``), so a whole
+    exchangeInfo or instruments list costs nothing for symbols that never appear.
+
+    Returns
+    -------
+    int
+        Number of instruments whose scales were handed over.
+    """
+    chosen = {
+        s.symbol: (s.price_scale, s.size_scale)
+        for s in scales
+        if s.venue == feed.venue and (s.venue != "binance" or s.market == feed.market)
+    }
+    feed.preset_scales(chosen)
+    return len(chosen)

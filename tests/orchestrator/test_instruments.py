@@ -103,3 +103,23 @@ def test_verify_with_metadata_matches_inferred(tmp_path):
     )
     assert res.returncode == 2
     assert "(from metadata)" in res.stderr and "Traceback" not in res.stderr
+
+
+@pytest.mark.unit
+def test_whole_exchange_info_is_applied_lazily_and_per_market():
+    info = {"symbols": []}
+    for i in range(5000):
+        info["symbols"] += exchange_info(f"SYM{i}USDT", "0.01", "0.001")["symbols"]
+    futures = exchange_info("BTCUSDT", "0.1", "0.001")["symbols"][0] | {"contractType": "PERPETUAL"}
+    info["symbols"].append(futures)
+    scales = binance_scales(info)
+    assert scales["BTCUSDT"].market == "usdm" and scales["SYM1USDT"].market == "spot"
+    spot, usdm = BinanceFeed("spot"), BinanceFeed("usdm")
+    assert apply_scales(spot, scales.values()) == 5000
+    assert apply_scales(usdm, scales.values()) == 1
+    assert spot.instruments() == []  # nothing created up front
+    usdm.on_snapshot(
+        "BTCUSDT", b'{"lastUpdateId":1,"bids":[["100.1","0.001"]],"asks":[["100.2","1"]]}'
+    )
+    book = usdm.book("BTCUSDT", "depth")
+    assert (book.price_scale, book.size_scale) == (1, 3)
