@@ -26,6 +26,7 @@ __all__ = [
     "okx_scales",
 ]
 
+
 class MetadataError(SlipstreamError):
     """Instrument metadata that cannot be understood (names the field and value)."""
 

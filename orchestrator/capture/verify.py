@@ -26,7 +26,7 @@ from orchestrator.capture.formats import detect_format, read_capture
 from orchestrator.capture.records import CaptureFormatError, CaptureFrame
 from orchestrator.instruments import InstrumentScales, apply_scales
 
-__all__ = ["okx_market", "replay_frames", "verify_files"]
+__all__ = ["okx_market", "replay_frames", "venue_label", "verify_files"]
 
 _SYMBOL = re.compile(rb'"s"\s*:\s*"([A-Za-z0-9_\-]+)"')
 _DEPTH = re.compile(rb'"e"\s*:\s*"depthUpdate"')
@@ -64,7 +64,7 @@ class _Session:
 
     def feed(self, frame: CaptureFrame) -> Feed:
         market = frame.market if frame.venue == "binance" else "okx"
-        key = (frame.venue, market)
+        key = (venue_label(frame), market)
         feed = self.feeds.get(key)
         if feed is None:
             if frame.venue == "binance":
@@ -110,10 +110,17 @@ class _Session:
         feed.on_snapshot(symbol.upper(), frame.payload, frame.recv_ns)
 
 
+def venue_label(frame: CaptureFrame) -> str:
+    """Venue name for reports: Binance.US (same protocol, separate books) is ``binance_us``."""
+    if frame.venue == "binance" and ("binance.us" in frame.conn_id or "binance.us" in frame.source):
+        return "binance_us"
+    return frame.venue
+
+
 def replay_frames(
     frames: Iterable[tuple[int, CaptureFrame]], scales: Sequence[InstrumentScales] = ()
-) -> list[Feed]:
-    """Replay ``(file_index, frame)`` pairs through fresh feeds; returns the feeds.
+) -> list[tuple[str, Feed]]:
+    """Replay ``(file_index, frame)`` pairs through fresh feeds; returns ``(venue, feed)``.
 
     ``scales`` (from venue metadata) fix instruments' scales; without them they are inferred.
     """
@@ -125,7 +132,7 @@ def replay_frames(
             "a depth snapshot names no symbol and its file has no depthUpdate to take it from",
             "?",
         )
-    return list(session.feeds.values())
+    return [(label, feed) for (label, _), feed in session.feeds.items()]
 
 
 def _book_record(s: dict[str, Any]) -> dict[str, Any]:
@@ -219,8 +226,9 @@ def verify_files(
     feeds = replay_frames(_merged(files), scales)
     books: list[dict[str, Any]] = []
     trades: list[dict[str, Any]] = []
-    for feed in feeds:
+    for label, feed in feeds:
         for s in feed.stats():
+            s["venue"] = label
             if feed.venue == "okx":
                 s["market"] = okx_market(s["symbol"])
             (books if s["kind"] == "book" else trades).append(s)
