@@ -206,6 +206,18 @@ cdef inline Py_ssize_t _fmt_scaled(char* out, int64_t v, int scale) noexcept nog
 
 
 
+cdef inline Py_ssize_t _put_level(char* buf, Py_ssize_t k, int64_t price, int64_t size,
+                                 int ps, int ss) noexcept nogil:
+    """Append ``[:]price:size`` (a colon first unless the text is empty); new length."""
+    if k:
+        buf[k] = 58
+        k += 1
+    k += _fmt_scaled(buf + k, price, ps)
+    buf[k] = 58
+    k += 1
+    return k + _fmt_scaled(buf + k, size, ss)
+
+
 cdef int32_t okx_checksum(OrderBook book) noexcept:
     """OKX legacy CRC32 (signed) of the top 25 levels, text rebuilt exactly from the ints."""
     cdef char buf[8192]
@@ -214,31 +226,16 @@ cdef int32_t okx_checksum(OrderBook book) noexcept:
     cdef const BookSide* a = &book.sides[BOOK_ASK]
     cdef Py_ssize_t bi = b.n - 1, ai = a.n - 1
     cdef int ps = book.price_scale, ss = book.size_scale
-    cdef bint first = True
     for i in range(25):
         while bi >= 0 and b.sizes[bi] == 0:
             bi -= 1
         if bi >= 0:
-            if not first:
-                buf[k] = 58
-                k += 1
-            first = False
-            k += _fmt_scaled(buf + k, b.keys[bi], ps)
-            buf[k] = 58
-            k += 1
-            k += _fmt_scaled(buf + k, b.sizes[bi], ss)
+            k = _put_level(buf, k, b.keys[bi], b.sizes[bi], ps, ss)
             bi -= 1
         while ai >= 0 and a.sizes[ai] == 0:
             ai -= 1
         if ai >= 0:
-            if not first:
-                buf[k] = 58
-                k += 1
-            first = False
-            k += _fmt_scaled(buf + k, -a.keys[ai], ps)
-            buf[k] = 58
-            k += 1
-            k += _fmt_scaled(buf + k, a.sizes[ai], ss)
+            k = _put_level(buf, k, -a.keys[ai], a.sizes[ai], ps, ss)
             ai -= 1
     return <int32_t>_crc32(<const unsigned char*>buf, k)
 
