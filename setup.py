@@ -5,6 +5,7 @@ Environment switches
 SLIPSTREAM_DEBUG=1     bounds/wraparound/initialized checks on, ``-O0 -g``, line tracing.
 SLIPSTREAM_ANNOTATE=1  write Cython's annotated HTML next to each ``.pyx`` (``make annotate``).
 SLIPSTREAM_NATIVE=1    ``-march=native`` (local benchmarking only; never for wheels).
+SLIPSTREAM_ONLY=a,b    build only these ``ext`` modules (development; a wheel builds all).
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ if DEBUG:
     macros.append(("CYTHON_TRACE_NOGIL", "1"))
 
 here = Path(__file__).parent
+only = {m.strip() for m in os.environ.get("SLIPSTREAM_ONLY", "").split(",") if m.strip()}
 extensions = [
     Extension(
         f"ext.{pyx.stem}",
@@ -58,6 +60,7 @@ extensions = [
         extra_compile_args=compile_args,
     )
     for pyx in sorted((here / "ext").glob("*.pyx"))
+    if not only or pyx.stem in only
 ]
 
 setup(

@@ -1,0 +1,1 @@
+"""Data plane: fixed-layout event records, the bus, Celery workers and the archive."""

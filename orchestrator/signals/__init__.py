@@ -1,0 +1,1 @@
+"""Signals tooling around the compiled indicators, slippage models and wall detection."""

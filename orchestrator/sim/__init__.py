@@ -1,0 +1,1 @@
+"""Exchange simulator: Binance and OKX public market data on loopback."""
