@@ -1,0 +1,1 @@
+"""Network machinery shared by every venue: backoff, budgets, watchdog, WebSocket and REST."""
