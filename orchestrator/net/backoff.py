@@ -72,21 +72,24 @@ class Backoff:
 
 
 class ConnectBudget:
-    """At most ``limit`` connection attempts per ``period`` seconds (sliding window).
+    """At most ``limit`` units (connection attempts, request weight) per ``period`` seconds.
 
-    Shared by every connection of a venue; :meth:`acquire` waits until an attempt is
-    allowed. ``blocked_until`` lets a 418/429 answer stop all attempts for a while.
+    A sliding window shared by every user of one venue limit; :meth:`acquire` waits until
+    ``cost`` more units fit. :meth:`block` stops everything for a while (a venue ban or a
+    ``Retry-After``), :meth:`observe` adopts the usage a venue reports (e.g. Binance's
+    ``X-MBX-USED-WEIGHT-1M``) when it is higher than the local count.
     """
 
     def __init__(
         self, limit: int, period: float, clock: Callable[[], float] = time.monotonic
     ) -> None:
         if limit < 1 or period <= 0:
-            raise ValueError("connect budget needs limit >= 1 and period > 0")
+            raise ValueError("budget needs limit >= 1 and period > 0")
         self.limit = limit
         self.period = period
         self._clock = clock
-        self._stamps: deque[float] = deque()
+        self._stamps: deque[tuple[float, int]] = deque()
+        self._used = 0
         self._blocked_until = 0.0
         self._lock = asyncio.Lock()
 
@@ -94,19 +97,43 @@ class ConnectBudget:
         """Refuse every attempt for ``seconds`` (a venue ban or Retry-After)."""
         self._blocked_until = max(self._blocked_until, self._clock() + seconds)
 
-    def wait_time(self) -> float:
-        """Seconds until the next attempt is allowed (0 if now)."""
+    def _expire(self, now: float) -> None:
+        while self._stamps and self._stamps[0][0] <= now - self.period:
+            self._used -= self._stamps.popleft()[1]
+
+    @property
+    def used(self) -> int:
+        """Units used within the current window."""
+        self._expire(self._clock())
+        return self._used
+
+    def observe(self, used: int) -> None:
+        """Adopt a venue-reported usage of the current window if above the local count."""
         now = self._clock()
-        while self._stamps and self._stamps[0] <= now - self.period:
-            self._stamps.popleft()
+        self._expire(now)
+        if used > self._used:
+            self._stamps.append((now, used - self._used))
+            self._used = used
+
+    def wait_time(self, cost: int = 1) -> float:
+        """Seconds until ``cost`` more units are allowed (0 if now)."""
+        if cost > self.limit:
+            raise ValueError(f"cost {cost} exceeds the budget limit {self.limit}")
+        now = self._clock()
+        self._expire(now)
         wait = max(0.0, self._blocked_until - now)
-        if len(self._stamps) >= self.limit:
-            wait = max(wait, self._stamps[0] + self.period - now)
+        excess = self._used + cost - self.limit
+        for t, units in self._stamps:
+            if excess <= 0:
+                break
+            wait = max(wait, t + self.period - now)
+            excess -= units
         return wait
 
-    async def acquire(self) -> None:
-        """Wait for an allowed attempt and record it."""
+    async def acquire(self, cost: int = 1) -> None:
+        """Wait until ``cost`` units are allowed and record them."""
         async with self._lock:
-            while (wait := self.wait_time()) > 0:
+            while (wait := self.wait_time(cost)) > 0:
                 await asyncio.sleep(wait)
-            self._stamps.append(self._clock())
+            self._stamps.append((self._clock(), cost))
+            self._used += cost
