@@ -644,6 +644,27 @@ cdef class Feed:
 
     # ------------------------------------------------------------------ Python surface
 
+    def desync(self, str symbol, str channel) -> bool:
+        """Mark a book out of sync because frames were lost outside the parser.
+
+        A dropped connection loses diffs no sequence check can see until the next one
+        arrives; the collector calls this on disconnect so the book is resynced (Binance
+        buffers diffs from then on for the next snapshot; OKX waits for a snapshot).
+
+        Returns
+        -------
+        bool
+            ``False`` when the feed has no such book (nothing to do).
+        """
+        cdef bytes s = symbol.encode("ascii")
+        cdef bytes c = channel.encode("ascii")
+        cdef int idx = self._find(K_BOOK, <const unsigned char*>s, len(s),
+                                  <const unsigned char*>c, len(c))
+        if idx < 0 or self._books[idx] is None:
+            return False
+        self._desync(idx, <OrderBook>self._books[idx])
+        return True
+
     def set_scales(self, str symbol, str channel, int price_scale, int size_scale) -> None:
         """Fix an instrument's scales from venue metadata (tick / lot decimals).
 

@@ -142,18 +142,9 @@ class RestClient:
             )
         return self._session
 
-    async def get_json(
-        self, path: str, params: Mapping[str, str | int] | None = None, weight: int = 1
-    ) -> Any:
-        """GET ``path`` once and return the decoded JSON body.
-
-        Raises
-        ------
-        RateLimitedError
-            On HTTP 429/418 (the venue budget is blocked for ``retry_after``).
-        RestError
-            On any other failure (``retryable`` tells whether to try again).
-        """
+    async def _request(
+        self, path: str, params: Mapping[str, str | int] | None, weight: int
+    ) -> tuple[int, bytes, str]:
         await self.budget.acquire(weight)
         url = self.base_url + path
         where = f"{self.venue} GET {self._safe_base}{path}"
@@ -184,12 +175,11 @@ class RestClient:
                 retryable=True,
                 retry_after=wait,
             )
-        try:
-            data = json.loads(body) if body else None
-        except ValueError:
-            data = None
         if status >= 500:
             raise RestError(f"{where}: HTTP {status}", self.venue, status, retryable=True)
+        return status, body, where
+
+    def _check(self, status: int, body: bytes, where: str, data: Any) -> None:
         code = self._venue_code(data)
         if status >= 400 or code is not None:
             msg = data.get("msg") if isinstance(data, dict) else None
@@ -197,9 +187,44 @@ class RestClient:
             raise RestError(
                 f"{where}: HTTP {status}{detail}: {msg or body[:200]!r}", self.venue, status, code
             )
+
+    async def get_json(
+        self, path: str, params: Mapping[str, str | int] | None = None, weight: int = 1
+    ) -> Any:
+        """GET ``path`` once and return the decoded JSON body.
+
+        Raises
+        ------
+        RateLimitedError
+            On HTTP 429/418 (the venue budget is blocked for ``retry_after``).
+        RestError
+            On any other failure (``retryable`` tells whether to try again).
+        """
+        status, body, where = await self._request(path, params, weight)
+        try:
+            data = json.loads(body) if body else None
+        except ValueError:
+            data = None
+        self._check(status, body, where, data)
         if data is None:
             raise RestError(f"{where}: answer is not JSON", self.venue, status, retryable=True)
         return data
+
+    async def get_bytes(
+        self, path: str, params: Mapping[str, str | int] | None = None, weight: int = 1
+    ) -> bytes:
+        """GET ``path`` once and return the raw body (for the compiled parsers).
+
+        A 2xx body is returned undecoded; error answers raise as in :meth:`get_json`.
+        """
+        status, body, where = await self._request(path, params, weight)
+        if status >= 300:
+            try:
+                data = json.loads(body) if body else None
+            except ValueError:
+                data = None
+            self._check(status, body, where, data)
+        return body
 
     @staticmethod
     def _venue_code(data: Any) -> str | None:
@@ -218,11 +243,18 @@ class RestClient:
         weight: int = 1,
         attempts: int = 5,
         backoff: Backoff | None = None,
+        raw: bool = False,
     ) -> Any:
-        """:meth:`get_json` with retries of retryable failures (backoff, Retry-After)."""
+        """:meth:`get_json` (``raw``: :meth:`get_bytes`) retrying retryable failures.
+
+        Waits a capped exponential backoff with jitter between attempts, never less than
+        the server's ``Retry-After``.
+        """
         pacing = backoff or Backoff(base=0.5, cap=30.0)
         for attempt in range(1, attempts + 1):
             try:
+                if raw:
+                    return await self.get_bytes(path, params, weight)
                 return await self.get_json(path, params, weight)
             except RestError as exc:
                 if not exc.retryable or attempt == attempts:
