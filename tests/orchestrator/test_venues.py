@@ -111,4 +111,8 @@ def test_control_frames_are_classified() -> None:
         == "shutdown"
     )
     assert binance.classify_other({"code": 2, "msg": "Invalid request"})[0] == "error"
+    assert binance.classify_other({"error": {"code": 2, "msg": "Invalid request"}, "id": 3}) == (
+        "error",
+        "code 2: Invalid request",
+    )
     assert binance.classify_other({"what": 1})[0] == "unknown"

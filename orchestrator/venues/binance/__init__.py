@@ -88,6 +88,9 @@ class BinanceSpec(VenueSpec):
                 return "shutdown", "serverShutdown"
             if "result" in message and "id" in message:
                 return "ack", json.dumps(message)[:200]
+            err = message.get("error")
+            if isinstance(err, dict):  # live-subscription errors as seen on the wire
+                return "error", f"code {err.get('code')}: {err.get('msg')}"
             if "code" in message:
                 return "error", f"code {message.get('code')}: {message.get('msg')}"
         return "unknown", str(message)[:200]
