@@ -25,6 +25,7 @@ from orchestrator.sim.config import (
     MarketParams,
     ReplayConfig,
     SimConfig,
+    generic_instrument,
     parse_fault,
 )
 from orchestrator.sim.replay import ReplayError
@@ -85,29 +86,15 @@ def _instruments(words: Sequence[str]) -> tuple[InstrumentSpec, ...]:
         ]
         if not found:
             found = (
-                [_generic(name)]
+                [generic_instrument(name)]
                 if "-" in name
                 else [
-                    _generic(name.upper(), "binance"),
-                    _generic(name.upper(), "binance_usdm"),
+                    generic_instrument(name.upper(), "binance"),
+                    generic_instrument(name.upper(), "binance_usdm"),
                 ]
             )
         out.extend(s for s in found if s not in out)
     return tuple(out)
-
-
-def _generic(symbol: str, exchange: str = "") -> InstrumentSpec:
-    if not exchange:
-        exchange = "okx_swap" if symbol.endswith("-SWAP") else "okx"
-    if exchange == "binance":
-        return InstrumentSpec(
-            exchange, symbol, "0.01000000", "0.00100000", "100.00", "20", "", 8, 8
-        )
-    if exchange == "binance_usdm":
-        return InstrumentSpec(exchange, symbol, "0.01", "0.001", "100.00", "20", "", 2, 3)
-    if exchange == "okx_swap":
-        return InstrumentSpec(exchange, symbol, "0.01", "1", "100", "50", "0.1")
-    return InstrumentSpec(exchange, symbol, "0.01", "0.0001", "100", "20")
 
 
 def build_config(args: argparse.Namespace) -> SimConfig:

@@ -22,6 +22,7 @@ __all__ = [
     "MarketParams",
     "ReplayConfig",
     "SimConfig",
+    "generic_instrument",
     "parse_fault",
 ]
 
@@ -124,6 +125,24 @@ def _usdm(symbol: str, tick: str, lot: str, price: str, level: str) -> Instrumen
     pd = len(tick.partition(".")[2])
     sd = len(lot.partition(".")[2])
     return InstrumentSpec("binance_usdm", symbol, tick, lot, price, level, "", pd, sd)
+
+
+def generic_instrument(symbol: str, exchange: str = "") -> InstrumentSpec:
+    """Plausible metadata for a symbol the simulator has no preset for.
+
+    ``exchange`` defaults from the spelling (``-SWAP`` is OKX SWAP, else OKX spot).
+    """
+    if not exchange:
+        exchange = "okx_swap" if symbol.endswith("-SWAP") else "okx"
+    if exchange == "binance":
+        return InstrumentSpec(
+            exchange, symbol, "0.01000000", "0.00100000", "100.00", "20", "", 8, 8
+        )
+    if exchange == "binance_usdm":
+        return InstrumentSpec(exchange, symbol, "0.01", "0.001", "100.00", "20", "", 2, 3)
+    if exchange == "okx_swap":
+        return InstrumentSpec(exchange, symbol, "0.01", "1", "100", "50", "0.1")
+    return InstrumentSpec(exchange, symbol, "0.01", "0.0001", "100", "20")
 
 
 #: The instruments served when the configuration names none (as in ``conf/exchange``).
