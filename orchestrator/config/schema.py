@@ -23,9 +23,11 @@ __all__ = [
     "AppConfig",
     "ArchiveKind",
     "BusKind",
+    "CaptureConfig",
     "CredentialsConfig",
     "ExchangeConfig",
     "Market",
+    "MetricsConfig",
     "ModeConfig",
     "MomentumConfig",
     "ProfileConfig",
@@ -33,6 +35,7 @@ __all__ = [
     "ServicesConfig",
     "StrategyConfig",
     "Venue",
+    "ViewConfig",
 ]
 
 
@@ -157,6 +160,31 @@ class ServicesConfig:
 
 
 @dataclass(frozen=True)
+class CaptureConfig:
+    """Raw capture of every received frame (``slipstream-raw`` gzip files)."""
+
+    record: bool = True
+    dir: str = "data/captures"
+    flush_every: int = 1000
+
+
+@dataclass(frozen=True)
+class ViewConfig:
+    """Live terminal view of the main job."""
+
+    enabled: bool = True
+    interval: float = 1.0
+
+
+@dataclass(frozen=True)
+class MetricsConfig:
+    """Prometheus text exposition over HTTP (``/metrics``); ``port: null`` turns it off."""
+
+    host: str = "127.0.0.1"
+    port: int | None = 9464
+
+
+@dataclass(frozen=True)
 class AppConfig:
     """The whole composed configuration (``conf/config.yaml``)."""
 
@@ -168,3 +196,6 @@ class AppConfig:
     profile: ProfileConfig = MISSING
     mode: ModeConfig = MISSING
     services: ServicesConfig = field(default_factory=ServicesConfig)
+    capture: CaptureConfig = field(default_factory=CaptureConfig)
+    view: ViewConfig = field(default_factory=ViewConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
