@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from omegaconf import DictConfig
@@ -55,8 +56,12 @@ def run(cfg: DictConfig) -> int:
     logging.getLogger().setLevel(app_cfg.log_level.upper())
     for line in describe(app_cfg):
         logger.info("%s", line)
-    logger.warning(
-        "the market-data pipeline is not built yet (exchange connectivity lands with the "
-        "connectivity issue); configuration is valid, nothing else to run"
-    )
-    return 0
+    from orchestrator.pipeline import Pipeline
+
+    try:
+        return asyncio.run(Pipeline(app_cfg).run())
+    except KeyboardInterrupt:  # a second Ctrl-C while shutting down
+        return 130
+    except SlipstreamError as exc:
+        logger.error("%s", exc)
+        raise SystemExit(2) from None

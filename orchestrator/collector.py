@@ -30,9 +30,12 @@ import functools
 import json
 import logging
 import time
+import urllib.parse
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+import numpy as np
 
 from ext.book import OrderBook
 from ext.feed import (
@@ -135,6 +138,8 @@ class VenueCollector:
     on_frame
         Optional tap of every raw frame ``(connection, payload, recv_ns)`` (e.g. a raw
         capture writer); the payload is only valid during the call.
+    on_rest
+        Optional tap of every REST depth snapshot ``(url, payload, recv_ns)``.
     check_interval
         Seconds between sync checks (also run at once after a failed check).
     snapshot_delay
@@ -152,6 +157,7 @@ class VenueCollector:
         rest_url: str,
         on_event: Callable[[LedgerEvent], None] | None = None,
         on_frame: Callable[[str, memoryview, int], None] | None = None,
+        on_rest: Callable[[str, bytes, int], None] | None = None,
         check_interval: float = 0.25,
         snapshot_delay: float = 0.3,
         resubscribe_after: float = 5.0,
@@ -165,6 +171,10 @@ class VenueCollector:
         self.rest_url = rest_url
         self.on_event = on_event
         self.tap = on_frame
+        self.rest_tap = on_rest
+        #: receive -> applied latency samples in ns (every 4th frame; a ring)
+        self.apply_latency = np.zeros(4096, dtype=np.int64)
+        self.latency_samples = 0
         self.check_interval = check_interval
         self.snapshot_delay = snapshot_delay
         self.resubscribe_after = resubscribe_after
@@ -248,6 +258,11 @@ class VenueCollector:
         """Sync state of ``symbol``'s book."""
         return self.books[symbol].state
 
+    def latency_ns(self) -> np.ndarray:
+        """Receive -> applied latency samples (ns) of the recent frames."""
+        n = min(self.latency_samples, len(self.apply_latency))
+        return self.apply_latency[:n].copy()
+
     def status(self) -> dict[str, Any]:
         """Counters for dashboards and the terminal view."""
         now = time.monotonic()
@@ -285,18 +300,26 @@ class VenueCollector:
         on_frame = feed.on_frame  # type: ignore[attr-defined]
         tap = self.tap
 
+        lat = self.apply_latency
+        mask = len(lat) - 1
+        clock = time.time_ns
+        frames = 0
+
         def handle(payload: memoryview, recv_ns: int) -> None:
-            if tap is not None:
-                tap(name, payload, recv_ns)
+            nonlocal frames
             try:
                 code = on_frame(payload, recv_ns)
+                frames += 1
+                if not frames & 3:
+                    lat[(frames >> 2) & mask] = clock() - recv_ns
+                    self.latency_samples += 1
             except FrameError as exc:
-                self.frame_errors += 1
-                if self.frame_errors <= 10 or self.frame_errors % 1000 == 0:
-                    log.error("%s: malformed frame (%s)", name, exc)
-                self._emit(LedgerKind.FRAME_ERROR, "", str(exc)[:200])
-                self._check.set()
+                if tap is not None:
+                    tap(name, payload, recv_ns)
+                self._frame_error(name, exc)
                 return
+            if tap is not None:  # recorded after the book is applied: off the latency path
+                tap(name, payload, recv_ns)
             if code == OTHER:
                 self._other(name, payload)
             elif code in _PROBLEMS:
@@ -304,6 +327,13 @@ class VenueCollector:
                 self._check.set()
 
         return handle
+
+    def _frame_error(self, name: str, exc: FrameError) -> None:
+        self.frame_errors += 1
+        if self.frame_errors <= 10 or self.frame_errors % 1000 == 0:
+            log.error("%s: malformed frame (%s)", name, exc)
+        self._emit(LedgerKind.FRAME_ERROR, "", str(exc)[:200])
+        self._check.set()
 
     def _other(self, name: str, payload: memoryview) -> None:
         self.other_frames += 1
@@ -438,6 +468,11 @@ class VenueCollector:
         while True:
             try:
                 payload = await self.rest.fetch(call.path, call.params, call.weight, raw=True)
+                if self.rest_tap is not None:
+                    query = urllib.parse.urlencode({k: str(v) for k, v in call.params.items()})
+                    self.rest_tap(
+                        f"{self.rest.base_url}{call.path}?{query}", payload, time.time_ns()
+                    )
             except RestError as exc:
                 delay = pacing.next_delay(exc.retry_after)
                 log.warning(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -50,7 +51,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (CaptureFormatError, FrameError, MetadataError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    print(json.dumps(report, indent=None if args.compact else 2))
+    try:
+        print(json.dumps(report, indent=None if args.compact else 2))
+        sys.stdout.flush()
+    except BrokenPipeError:  # e.g. piped into `head`: the reader stopped, not an error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return 0 if report["ok"] else 1
 
 

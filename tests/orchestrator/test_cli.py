@@ -85,6 +85,13 @@ def test_dotenv_in_working_directory_is_read(tmp_path: Path):
 
 
 def test_default_run_validates_and_exits_cleanly(tmp_path: Path):
-    res = run_cli("hydra.run.dir=" + str(tmp_path / "out"), cwd=tmp_path)
+    res = run_cli(
+        "hydra.run.dir=" + str(tmp_path / "out"),
+        "duration=1",
+        "metrics.port=null",
+        "capture.dir=" + str(tmp_path / "cap"),
+        cwd=tmp_path,
+    )
     assert res.returncode == 0, res.stderr
     assert "embedded exchange simulator" in res.stderr + res.stdout
+    assert list((tmp_path / "cap").glob("*.raw.gz"))
