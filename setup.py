@@ -68,6 +68,8 @@ setup(
         extensions,
         compiler_directives=directives,
         annotate=ANNOTATE,
+        # debug C files live apart, so a later release build never reuses them
+        build_dir="build/cython-debug" if DEBUG else None,
         nthreads=int(os.environ.get("SLIPSTREAM_BUILD_JOBS", "0")),
     ),
 )

@@ -27,6 +27,10 @@ from orchestrator.capture.raw import RawCaptureWriter
 from orchestrator.capture.records import CaptureFrame
 from orchestrator.collector import LedgerEvent, LedgerKind, VenueCollector
 from orchestrator.config import AppConfig
+from orchestrator.config.schema import BusKind
+from orchestrator.data import records as rec
+from orchestrator.data.bus import Bus, InProcessBus, RedisStreamsBus
+from orchestrator.publish import Publisher
 from orchestrator.venues import get_venue
 from orchestrator.view import MetricsServer, Snapshot, render_lines, render_metrics
 
@@ -80,6 +84,12 @@ class Pipeline:
         self.capture_path: Path | None = None
         self.trades: dict[str, _Trades] = {}
         self.metrics_server: MetricsServer | None = None
+        self.bus: Bus = (
+            RedisStreamsBus(cfg.services.redis_url)
+            if cfg.profile.bus is BusKind.redis
+            else InProcessBus(maxlen=10_000)
+        )
+        self.publisher = Publisher(self.bus)
         self._stop = asyncio.Event()
         self._started = 0.0
         self._last_frames: dict[str, int] = {}
@@ -123,7 +133,9 @@ class Pipeline:
             for target in self.targets:
                 col = self._collector(target)
                 self.collectors.append(col)
+                self.publisher.mark([col], rec.LedgerKind.START)
                 await col.start()
+            self.bus.start()
             port = self.cfg.metrics.port
             if port is not None:
                 self.metrics_server = MetricsServer(self.cfg.metrics.host, port, self._metrics_text)
@@ -135,6 +147,10 @@ class Pipeline:
                 with contextlib.suppress(NotImplementedError, RuntimeError):
                     loop.remove_signal_handler(sig)
             await asyncio.gather(*(c.stop() for c in self.collectors), return_exceptions=True)
+            self.publisher.mark(self.collectors, rec.LedgerKind.STOP)
+            with contextlib.suppress(Exception):
+                await self.publisher.publish(self.collectors, self._drain_trades())
+            await self.bus.aclose()
             if self.metrics_server is not None:
                 await self.metrics_server.stop()
             if self.sim is not None:
@@ -204,19 +220,21 @@ class Pipeline:
                 writer.write(CaptureFrame(recv_ns, venue, market, "", "rest", url, payload))
 
         self.trades[target.name] = _Trades()
-        return VenueCollector(
+        col = VenueCollector(
             spec,
             target.symbols,
             target.channels,
             target.ws_url,
             target.rest_url,
-            on_event=self._on_event,
             on_frame=on_frame,
             on_rest=on_rest,
         )
+        col.on_event = lambda event: self._on_event(col, event)
+        return col
 
-    def _on_event(self, event: LedgerEvent) -> None:
+    def _on_event(self, col: VenueCollector, event: LedgerEvent) -> None:
         self.ledger.append(event)
+        self.publisher.on_ledger(col, event)
         if len(self.ledger) > 10_000:
             del self.ledger[:5_000]
         if event.kind in (LedgerKind.GAP, LedgerKind.DISCONNECTED, LedgerKind.RATE_LIMITED):
@@ -237,7 +255,7 @@ class Pipeline:
                 timeout = min(timeout, left)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stop.wait(), timeout)
-            self._drain_trades()
+            await self.publisher.publish(self.collectors, self._drain_trades())
             if self.cfg.view.enabled:
                 lines = render_lines(self.snapshot())
                 if tty:
@@ -247,17 +265,20 @@ class Pipeline:
                     for line in lines[1:]:
                         log.info("%s", line)
 
-    def _drain_trades(self) -> None:
+    def _drain_trades(self) -> dict[str, Any]:
+        drained: dict[str, Any] = {}
         for col in self.collectors:
             feed: Feed = col.feed
             trades = feed.drain_trades()
             if not len(trades):
                 continue
+            drained[col.spec.name] = trades
             t = self.trades[col.spec.name]
             t.count += len(trades)
             e2r = trades["recv_ns"] - trades["exch_ns"]
             t.e2r_ns.extend(int(x) for x in e2r[-256:])
             del t.e2r_ns[:-2048]
+        return drained
 
     # -- reporting --------------------------------------------------------------------------
 
