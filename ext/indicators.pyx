@@ -1,0 +1,1486 @@
+# cython: language_level=3
+"""Price-series indicators: EMA, SMA, ROC, MOM, RSI, MACD, Bollinger bands / z-score,
+realized volatility, and time-window variants for irregular events.
+
+Each indicator is a C struct with a ``noexcept nogil`` update core in ``ext/indicators.pxd``
+(usable from other ext modules with no Python call), a streaming class here (``update``
+returns the current value, NaN until warm; ``value``, ``ready``, ``reset``,
+``update_batch``) and a batch function over float64 arrays that validates its inputs,
+releases the GIL and runs the same core per point, so streaming and batch results are
+bitwise equal.
+
+Count indicators follow TA-Lib's definitions, warm-up included (TA-Lib's NaN prefix has the
+same length as ours): ``ema``/``sma`` first value at index ``period - 1``, ``roc``/``mom``
+at ``period``, ``rsi`` at ``period``, ``macd`` at ``slow + signal - 2``, ``bbands`` /
+``stddev`` / ``zscore`` at ``period - 1``; ``realized_vol`` (EWMA of squared log returns)
+at 1. Time variants take int64 ns timestamps (non-decreasing, equal allowed): a window
+``W`` holds the events with ``t > t_now - W`` and is warm once ``t_now - t_first >= W``;
+``ema_time`` decays weights by ``exp(-dt / tau)`` and is defined from the first event.
+
+Inputs are validated before any ``nogil`` section: values become float64 1-D C-contiguous
+arrays (``np.ascontiguousarray``), timestamps must be integers, ``out`` arrays must be
+float64 1-D C-contiguous, writeable and of the input's length (``TypeError`` for a wrong
+type/dtype, ``ValueError`` for shape, order or range, naming the argument and index).
+NaN inputs are not rejected: they propagate as in TA-Lib. Details: ``docs/indicators.md``.
+"""
+
+cimport cython
+
+import numpy as np
+
+from libc.math cimport NAN, fabs, isfinite
+from libc.stdint cimport int64_t
+from libc.stdlib cimport calloc, free, malloc
+from posix.time cimport CLOCK_MONOTONIC, clock_gettime, timespec
+
+__all__ = [
+    "Bollinger",
+    "Ema",
+    "EmaTime",
+    "Macd",
+    "Mom",
+    "MomTime",
+    "RealizedVol",
+    "RealizedVolTime",
+    "Roc",
+    "RocTime",
+    "Rsi",
+    "Sma",
+    "SmaTime",
+    "bbands",
+    "ema",
+    "ema_time",
+    "macd",
+    "mom",
+    "mom_time",
+    "realized_vol",
+    "realized_vol_time",
+    "roc",
+    "roc_time",
+    "rsi",
+    "sma",
+    "sma_time",
+    "stddev",
+    "zscore",
+]
+
+#: Largest accepted count period (rings are allocated up front).
+MAX_PERIOD = (1 << 31) - 1
+
+
+# ---------------------------------------------------------------- rare paths of the .pxd
+
+cdef int ind_tw_grow(IndTimeWin* w) noexcept nogil:
+    """Double the ring (keeps event order, oldest at slot 0)."""
+    cdef Py_ssize_t cap = (w.mask + 1) * 2 if w.mask >= 0 else IND_MIN_RING
+    cdef int64_t* nt = <int64_t*>malloc(cap * sizeof(int64_t))
+    cdef double* nv = <double*>malloc(cap * sizeof(double))
+    cdef Py_ssize_t i, j
+    if nt == NULL or nv == NULL:
+        free(nt)
+        free(nv)
+        return IND_ENOMEM
+    for i in range(w.n):
+        j = (w.head + i) & w.mask
+        nt[i] = w.t[j]
+        nv[i] = w.v[j]
+    free(w.t)
+    free(w.v)
+    w.t = nt
+    w.v = nv
+    w.head = 0
+    w.mask = cap - 1
+    return IND_OK
+
+
+cdef void ind_tw_recompute(IndTimeWin* w) noexcept nogil:
+    """Exact sums of the window: shift = naive mean, sum = sum of (v - shift)."""
+    cdef Py_ssize_t i
+    cdef double acc = 0.0
+    for i in range(w.n):
+        acc += w.v[(w.head + i) & w.mask]
+    w.shift = acc / w.n if w.n else 0.0
+    acc = 0.0
+    for i in range(w.n):
+        acc += w.v[(w.head + i) & w.mask] - w.shift
+    w.sum = acc
+    w.since = 0
+    w.mass = 0.0
+    acc = 0.0
+    for i in range(w.n):
+        acc += fabs(w.v[(w.head + i) & w.mask])
+    w.asum = acc
+
+
+# ---------------------------------------------------------------- validation
+
+cdef object _values(object x, str name):
+    """``x`` as a float64 1-D C-contiguous array (converting array-likes)."""
+    if isinstance(x, (str, bytes)):
+        raise TypeError(f"{name} must be an array of float64, was {type(x).__name__}")
+    try:
+        a = np.ascontiguousarray(x, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"{name} must be convertible to a float64 array: {exc}") from None
+    if a.ndim != 1:
+        raise ValueError(f"{name} must be 1-D, was {a.ndim}-D")
+    return a
+
+
+cdef object _times(object t, Py_ssize_t n, int64_t after, bint started, str name):
+    """``t`` as int64 1-D C-contiguous of length ``n``, non-decreasing (and ``>= after``
+    when ``started``)."""
+    if isinstance(t, (str, bytes)):
+        raise TypeError(f"{name} must be an array of int64 ns, was {type(t).__name__}")
+    a = np.asarray(t)
+    if a.size == 0 and a.dtype.kind == "f":
+        a = a.astype(np.int64)  # an empty list
+    if a.dtype.kind not in "iu":
+        raise TypeError(f"{name} must hold integer ns timestamps, was dtype {a.dtype}")
+    if a.dtype.kind == "u" and a.size and a.max() > np.iinfo(np.int64).max:
+        raise ValueError(f"{name} has values above the int64 range")
+    a = np.ascontiguousarray(a, dtype=np.int64)
+    if a.ndim != 1:
+        raise ValueError(f"{name} must be 1-D, was {a.ndim}-D")
+    if a.shape[0] != n:
+        raise ValueError(f"{name} has length {a.shape[0]}, expected {n} (length of x)")
+    cdef const int64_t[::1] v = a
+    cdef Py_ssize_t i = -1
+    if n:
+        with nogil:
+            i = _first_decrease(&v[0], n, after, started)
+    if i == 0:
+        raise ValueError(f"{name}[0] = {v[0]} is before the state's last time {after}")
+    if i > 0:
+        raise ValueError(f"{name} must be non-decreasing: {name}[{i}] = {v[i]} < "
+                         f"{name}[{i - 1}] = {v[i - 1]}")
+    return a
+
+
+cdef Py_ssize_t _first_decrease(const int64_t* t, Py_ssize_t n, int64_t after,
+                                bint started) noexcept nogil:
+    cdef Py_ssize_t i
+    if started and t[0] < after:
+        return 0
+    for i in range(1, n):
+        if t[i] < t[i - 1]:
+            return i
+    return -1
+
+
+cdef object _out(object out, Py_ssize_t n, str name):
+    """A new float64 array of length ``n``, or ``out`` checked to be one."""
+    if out is None:
+        return np.empty(n, dtype=np.float64)
+    if not isinstance(out, np.ndarray):
+        raise TypeError(f"{name} must be a numpy.ndarray of float64, was {type(out).__name__}")
+    if out.dtype != np.float64:
+        raise TypeError(f"{name} must have dtype float64, was {out.dtype}")
+    if out.ndim != 1 or not out.flags.c_contiguous:
+        raise ValueError(f"{name} must be a 1-D C-contiguous array")
+    if not out.flags.writeable:
+        raise ValueError(f"{name} must be writeable")
+    if out.shape[0] != n:
+        raise ValueError(f"{name} has length {out.shape[0]}, expected {n} (length of x)")
+    return out
+
+
+cdef tuple _in_out(object x, object out, bint prices=False):
+    """``(x as float64 array, out checked or new)``; ``prices``: values must be > 0."""
+    xa = _values(x, "x")
+    if prices:
+        _prices(xa, "x")
+    return xa, _out(out, xa.shape[0], "out")
+
+
+cdef object _outs(object out, Py_ssize_t n, Py_ssize_t k, str name):
+    """A tuple of ``k`` float64 arrays of length ``n`` (new, or ``out`` checked)."""
+    if out is None:
+        return tuple([np.empty(n, dtype=np.float64) for _ in range(k)])
+    if not isinstance(out, (tuple, list)) or len(out) != k:
+        raise TypeError(f"{name} must be a tuple of {k} float64 arrays or None")
+    res = tuple([_out(o, n, f"{name}[{i}]") for i, o in enumerate(out)])
+    for i in range(k):
+        for j in range(i):
+            if np.shares_memory(res[i], res[j]):
+                raise ValueError(f"{name}[{i}] and {name}[{j}] overlap")
+    return res
+
+
+cdef int _period(Py_ssize_t p, Py_ssize_t lo, str name) except -1:
+    if p < lo or p > MAX_PERIOD:
+        raise ValueError(f"{name} must be in [{lo}, {MAX_PERIOD}], was {p}")
+    return 0
+
+
+cdef int _window(int64_t w, str name) except -1:
+    if w <= 0:
+        raise ValueError(f"{name} must be > 0 ns, was {w}")
+    return 0
+
+
+cdef int _positive(double v, str name) except -1:
+    if not (v > 0.0 and isfinite(v)):
+        raise ValueError(f"{name} must be finite and > 0, was {v}")
+    return 0
+
+
+cdef int _lam(double lam) except -1:
+    if not (0.0 <= lam < 1.0):
+        raise ValueError(f"lam must be in [0, 1), was {lam}")
+    return 0
+
+
+cdef Py_ssize_t _first_nonpositive(const double* x, Py_ssize_t n) noexcept nogil:
+    cdef Py_ssize_t i
+    cdef bint bad = False
+    for i in range(n):
+        bad |= not (x[i] > 0.0)
+    if not bad:
+        return -1
+    for i in range(n):
+        if not (x[i] > 0.0):
+            return i
+    return -1
+
+
+cdef int _prices(object a, str name) except -1:
+    """Realized volatility needs prices > 0 (NaN rejected too)."""
+    cdef const double[::1] v = a
+    cdef Py_ssize_t i = -1
+    if v.shape[0]:
+        with nogil:
+            i = _first_nonpositive(&v[0], v.shape[0])
+    if i >= 0:
+        raise ValueError(f"{name} must be > 0: {name}[{i}] = {v[i]}")
+    return 0
+
+
+cdef int _alloc(int rc) except -1:
+    if rc != IND_OK:
+        raise MemoryError("indicator ring allocation failed")
+    return 0
+
+
+cdef inline const double* _cptr(object a):
+    cdef const double[::1] v = a
+    return &v[0] if v.shape[0] else NULL
+
+
+cdef inline double* _ptr(object a):
+    cdef double[::1] v = a
+    return &v[0] if v.shape[0] else NULL
+
+
+cdef inline const int64_t* _tptr(object a):
+    cdef const int64_t[::1] v = a
+    return &v[0] if v.shape[0] else NULL
+
+
+# ---------------------------------------------------------------- batch loops (nogil)
+# Each loop runs the .pxd core per point on a local copy of the state (registers), then
+# stores the state back, so a streaming object can continue where a batch stopped.
+
+cdef void _ema_loop(IndEma* s0, const double* x, double* o, Py_ssize_t n) noexcept nogil:
+    cdef IndEma s = s0[0]
+    cdef Py_ssize_t i
+    for i in range(n):
+        o[i] = ind_ema_update(&s, x[i])
+    s0[0] = s
+
+
+cdef void _sma_loop(IndSma* s0, const double* x, double* o, Py_ssize_t n) noexcept nogil:
+    cdef IndSma s = s0[0]
+    cdef Py_ssize_t i
+    for i in range(n):
+        o[i] = ind_sma_update(&s, x[i])
+    s0[0] = s
+
+
+cdef void _mom_loop(IndLag* s0, const double* x, double* o, Py_ssize_t n) noexcept nogil:
+    cdef IndLag s = s0[0]
+    cdef Py_ssize_t i
+    for i in range(n):
+        o[i] = ind_mom_update(&s, x[i])
+    s0[0] = s
+
+
+cdef void _roc_loop(IndLag* s0, const double* x, double* o, Py_ssize_t n) noexcept nogil:
+    cdef IndLag s = s0[0]
+    cdef Py_ssize_t i
+    for i in range(n):
+        o[i] = ind_roc_update(&s, x[i])
+    s0[0] = s
+
+
+cdef void _rsi_loop(IndRsi* s0, const double* x, double* o, Py_ssize_t n) noexcept nogil:
+    cdef IndRsi s = s0[0]
+    cdef Py_ssize_t i
+    for i in range(n):
+        o[i] = ind_rsi_update(&s, x[i])
+    s0[0] = s
+
+
+cdef void _macd_loop(IndMacd* s0, const double* x, double* om, double* osg, double* oh,
+                     Py_ssize_t n) noexcept nogil:
+    cdef IndMacd s = s0[0]
+    cdef Py_ssize_t i
+    for i in range(n):
+        om[i] = ind_macd_update(&s, x[i])
+        osg[i] = s.signal
+        oh[i] = s.hist
+    s0[0] = s
+
+
+cdef void _boll_loop(IndBoll* s0, const double* x, double* ou, double* om, double* ol,
+                     double* oz, double* osd, Py_ssize_t n) noexcept nogil:
+    """Any of the outputs may be NULL (not wanted)."""
+    cdef IndBoll s = s0[0]
+    cdef Py_ssize_t i
+    cdef double m, sd
+    for i in range(n):
+        ind_boll_step(&s, x[i])
+        m = ind_sma_mean(&s.w)
+        sd = ind_boll_std(&s)
+        if ou != NULL:
+            ou[i] = ind_boll_upper_of(&s, m, sd)
+            om[i] = m
+            ol[i] = ind_boll_lower_of(&s, m, sd)
+        if oz != NULL:
+            oz[i] = ind_boll_z_of(x[i], m, sd)
+        if osd != NULL:
+            osd[i] = sd
+    s0[0] = s
+
+
+cdef void _rvol_loop(IndRvol* s0, const double* x, double* o, Py_ssize_t n) noexcept nogil:
+    cdef IndRvol s = s0[0]
+    cdef Py_ssize_t i
+    for i in range(n):
+        o[i] = ind_rvol_update(&s, x[i])
+    s0[0] = s
+
+
+cdef void _ema_time_loop(IndEmaTime* s0, const int64_t* t, const double* x, double* o,
+                         Py_ssize_t n) noexcept nogil:
+    cdef IndEmaTime s = s0[0]
+    cdef Py_ssize_t i
+    for i in range(n):
+        o[i] = ind_ema_time_update(&s, t[i], x[i])
+    s0[0] = s
+
+
+cdef void _tw_loop(IndTimeWin* w, int kind, const int64_t* t, const double* x, double* o,
+                   Py_ssize_t n) noexcept nogil:
+    cdef Py_ssize_t i
+    if kind == 0:
+        for i in range(n):
+            o[i] = ind_sma_time_update(w, t[i], x[i])
+    elif kind == 1:
+        for i in range(n):
+            o[i] = ind_mom_time_update(w, t[i], x[i])
+    else:
+        for i in range(n):
+            o[i] = ind_roc_time_update(w, t[i], x[i])
+
+
+cdef void _rvol_time_loop(IndRvolTime* s, const int64_t* t, const double* x, double* o,
+                          Py_ssize_t n) noexcept nogil:
+    cdef Py_ssize_t i
+    for i in range(n):
+        o[i] = ind_rvol_time_update(s, t[i], x[i])
+
+
+# ---------------------------------------------------------------- streaming classes
+
+@cython.final
+cdef class Ema:
+    """Streaming exponential moving average (TA-Lib ``EMA``).
+
+    Parameters
+    ----------
+    period : int
+        ``>= 1``; smoothing ``k = 2 / (period + 1)``.
+
+    Notes
+    -----
+    NaN for the first ``period - 1`` values; the value at index ``period - 1`` is the mean
+    of the first ``period`` values, then ``y = (1 - k) * y + k * x``.
+    """
+
+    cdef IndEma s
+
+    def __init__(self, Py_ssize_t period):
+        _period(period, 1, "period")
+        ind_ema_init(&self.s, period)
+
+    cpdef double update(self, double x):
+        """Add ``x`` and return the EMA (NaN until warm)."""
+        return ind_ema_update(&self.s, x)
+
+    @property
+    def value(self) -> float:
+        """Current EMA (NaN until warm)."""
+        return ind_ema_value(&self.s)
+
+    @property
+    def ready(self) -> bool:
+        """True once ``period`` values were seen."""
+        return ind_ema_ready(&self.s)
+
+    @property
+    def period(self) -> int:
+        return self.s.period
+
+    def reset(self) -> None:
+        """Forget every value (warm-up starts again)."""
+        ind_ema_init(&self.s, self.s.period)
+
+    def update_batch(self, x, out=None):
+        """``update`` for each value of ``x``; returns the EMA after each (float64)."""
+        xa, o = _in_out(x, out)
+        cdef Py_ssize_t n = xa.shape[0]
+        cdef const double* px = _cptr(xa)
+        cdef double* po = _ptr(o)
+        with nogil:
+            _ema_loop(&self.s, px, po, n)
+        return o
+
+
+@cython.final
+cdef class Sma:
+    """Streaming simple moving average of the last ``period`` values (TA-Lib ``SMA``).
+
+    Parameters
+    ----------
+    period : int
+        ``>= 1``.
+
+    Notes
+    -----
+    NaN for the first ``period - 1`` values. O(1) per update: a running sum relative to a
+    shift, recomputed exactly every ``max(4096, 64 * period)`` updates or once its rounding
+    bound nears 1e-12 of the window's scale; a window of equal values reports exactly that
+    value.
+    """
+
+    cdef IndSma s
+
+    def __init__(self, Py_ssize_t period):
+        _period(period, 1, "period")
+        ind_sma_free(&self.s)
+        _alloc(ind_sma_init(&self.s, period))
+
+    def __dealloc__(self):
+        ind_sma_free(&self.s)
+
+    cpdef double update(self, double x):
+        """Add ``x`` and return the mean of the last ``period`` values (NaN until warm)."""
+        return ind_sma_update(&self.s, x)
+
+    @property
+    def value(self) -> float:
+        """Current mean (NaN until warm)."""
+        return ind_sma_mean(&self.s)
+
+    @property
+    def ready(self) -> bool:
+        """True once ``period`` values were seen."""
+        return ind_sma_ready(&self.s)
+
+    @property
+    def period(self) -> int:
+        return self.s.period
+
+    def reset(self) -> None:
+        """Forget every value (warm-up starts again)."""
+        ind_sma_clear(&self.s)
+
+    def update_batch(self, x, out=None):
+        """``update`` for each value of ``x``; returns the SMA after each (float64)."""
+        xa, o = _in_out(x, out)
+        cdef Py_ssize_t n = xa.shape[0]
+        cdef const double* px = _cptr(xa)
+        cdef double* po = _ptr(o)
+        with nogil:
+            _sma_loop(&self.s, px, po, n)
+        return o
+
+
+cdef class _Lag:
+    """Shared part of ``Mom`` and ``Roc`` (a ring of the last ``period`` values)."""
+
+    cdef IndLag s
+    cdef double last
+
+    def __init__(self, Py_ssize_t period):
+        _period(period, 1, "period")
+        ind_lag_free(&self.s)
+        _alloc(ind_lag_init(&self.s, period))
+        self.last = NAN
+
+    def __dealloc__(self):
+        ind_lag_free(&self.s)
+
+    @property
+    def value(self) -> float:
+        """Current value (NaN until warm)."""
+        return self.last
+
+    @property
+    def ready(self) -> bool:
+        """True once ``period + 1`` values were seen (a value ``period`` steps back)."""
+        return self.s.n >= self.s.period and self.last == self.last
+
+    @property
+    def period(self) -> int:
+        return self.s.period
+
+    def reset(self) -> None:
+        """Forget every value (warm-up starts again)."""
+        ind_lag_clear(&self.s)
+        self.last = NAN
+
+
+@cython.final
+cdef class Mom(_Lag):
+    """Streaming momentum ``x - x[-period]`` (TA-Lib ``MOM``).
+
+    Parameters
+    ----------
+    period : int
+        Lag in values, ``>= 1``.
+
+    Notes
+    -----
+    NaN for the first ``period`` values.
+    """
+
+    cpdef double update(self, double x):
+        """Add ``x`` and return ``x - x[-period]`` (NaN until warm)."""
+        self.last = ind_mom_update(&self.s, x)
+        return self.last
+
+    def update_batch(self, x, out=None):
+        """``update`` for each value of ``x``; returns the momentum after each (float64)."""
+        xa, o = _in_out(x, out)
+        cdef Py_ssize_t n = xa.shape[0]
+        cdef const double* px = _cptr(xa)
+        cdef double* po = _ptr(o)
+        with nogil:
+            _mom_loop(&self.s, px, po, n)
+        if n:
+            self.last = po[n - 1]
+        return o
+
+
+@cython.final
+cdef class Roc(_Lag):
+    """Streaming rate of change ``(x / x[-period] - 1) * 100`` (TA-Lib ``ROC``).
+
+    Parameters
+    ----------
+    period : int
+        Lag in values, ``>= 1``.
+
+    Notes
+    -----
+    NaN for the first ``period`` values; 0 when ``x[-period] == 0`` (as TA-Lib).
+    """
+
+    cpdef double update(self, double x):
+        """Add ``x`` and return the rate of change in percent (NaN until warm)."""
+        self.last = ind_roc_update(&self.s, x)
+        return self.last
+
+    def update_batch(self, x, out=None):
+        """``update`` for each value of ``x``; returns the ROC after each (float64)."""
+        xa, o = _in_out(x, out)
+        cdef Py_ssize_t n = xa.shape[0]
+        cdef const double* px = _cptr(xa)
+        cdef double* po = _ptr(o)
+        with nogil:
+            _roc_loop(&self.s, px, po, n)
+        if n:
+            self.last = po[n - 1]
+        return o
+
+
+@cython.final
+cdef class Rsi:
+    """Streaming relative strength index with Wilder smoothing (TA-Lib ``RSI``).
+
+    Parameters
+    ----------
+    period : int
+        ``>= 2``.
+
+    Notes
+    -----
+    NaN for the first ``period`` values; the value at index ``period`` uses the plain
+    averages of the first ``period`` gains and losses, then Wilder's smoothing
+    ``avg = (avg * (period - 1) + g) / period``. 0 when there was neither gain nor loss.
+    """
+
+    cdef IndRsi s
+
+    def __init__(self, Py_ssize_t period):
+        _period(period, 2, "period")
+        ind_rsi_init(&self.s, period)
+
+    cpdef double update(self, double x):
+        """Add ``x`` and return the RSI in [0, 100] (NaN until warm)."""
+        return ind_rsi_update(&self.s, x)
+
+    @property
+    def value(self) -> float:
+        """Current RSI (NaN until warm)."""
+        return self.s.value
+
+    @property
+    def ready(self) -> bool:
+        """True once ``period + 1`` values were seen."""
+        return self.s.n > self.s.period
+
+    @property
+    def period(self) -> int:
+        return self.s.period
+
+    def reset(self) -> None:
+        """Forget every value (warm-up starts again)."""
+        ind_rsi_init(&self.s, self.s.period)
+
+    def update_batch(self, x, out=None):
+        """``update`` for each value of ``x``; returns the RSI after each (float64)."""
+        xa, o = _in_out(x, out)
+        cdef Py_ssize_t n = xa.shape[0]
+        cdef const double* px = _cptr(xa)
+        cdef double* po = _ptr(o)
+        with nogil:
+            _rsi_loop(&self.s, px, po, n)
+        return o
+
+
+cdef int _macd_periods(Py_ssize_t fast, Py_ssize_t slow, Py_ssize_t signal) except -1:
+    _period(fast, 2, "fast")
+    _period(slow, 2, "slow")
+    _period(signal, 1, "signal")
+    if fast >= slow:
+        raise ValueError(f"fast must be < slow, was fast={fast}, slow={slow}")
+    return 0
+
+
+@cython.final
+cdef class Macd:
+    """Streaming MACD: line, signal and histogram (TA-Lib ``MACD``).
+
+    Parameters
+    ----------
+    fast, slow : int
+        EMA periods, ``2 <= fast < slow``.
+    signal : int
+        Signal EMA period, ``>= 1``.
+
+    Notes
+    -----
+    ``update`` returns the MACD line; ``signal`` and ``hist`` hold the other outputs. All
+    are NaN for the first ``slow + signal - 2`` values. As TA-Lib, both EMAs are seeded at
+    index ``slow - 1`` with the mean of their last ``period`` values (the fast EMA ignores
+    the first ``slow - fast`` inputs) and the signal EMA with the mean of the first
+    ``signal`` MACD values.
+    """
+
+    cdef IndMacd s
+
+    def __init__(self, Py_ssize_t fast=12, Py_ssize_t slow=26, Py_ssize_t signal=9):
+        _macd_periods(fast, slow, signal)
+        ind_macd_init(&self.s, fast, slow, signal)
+
+    cpdef double update(self, double x):
+        """Add ``x`` and return the MACD line (NaN until warm)."""
+        return ind_macd_update(&self.s, x)
+
+    @property
+    def value(self) -> float:
+        """MACD line (fast EMA - slow EMA; NaN until warm)."""
+        return self.s.macd
+
+    @property
+    def signal(self) -> float:
+        """Signal line (EMA of the MACD line; NaN until warm)."""
+        return self.s.signal
+
+    @property
+    def hist(self) -> float:
+        """Histogram, MACD line - signal (NaN until warm)."""
+        return self.s.hist
+
+    @property
+    def ready(self) -> bool:
+        """True once ``slow + signal - 1`` values were seen."""
+        return self.s.ready
+
+    def reset(self) -> None:
+        """Forget every value (warm-up starts again)."""
+        ind_macd_init(&self.s, self.s.fast.period, self.s.slow.period, self.s.sig.period)
+
+    def update_batch(self, x, out=None):
+        """``update`` for each value of ``x``; returns ``(macd, signal, hist)`` arrays."""
+        xa = _values(x, "x")
+        cdef Py_ssize_t n = xa.shape[0]
+        o = _outs(out, n, 3, "out")
+        cdef const double* px = _cptr(xa)
+        cdef double* pm = _ptr(o[0])
+        cdef double* ps = _ptr(o[1])
+        cdef double* ph = _ptr(o[2])
+        with nogil:
+            _macd_loop(&self.s, px, pm, ps, ph, n)
+        return o
+
+
+@cython.final
+cdef class Bollinger:
+    """Streaming Bollinger bands and z-score over the last ``period`` values.
+
+    Parameters
+    ----------
+    period : int
+        ``>= 1``.
+    nbdev_up, nbdev_dn : float
+        Band widths in standard deviations (TA-Lib ``BBANDS`` ``nbdevup`` / ``nbdevdn``).
+
+    Notes
+    -----
+    ``update`` returns the z-score ``(x - mean) / stdev`` with the population stdev (as
+    TA-Lib ``STDDEV``/``BBANDS``); 0 when the window is constant. NaN for the first
+    ``period - 1`` values. O(1) per update (windowed Welford update relative to a shift,
+    recomputed exactly every ``max(4096, 64 * period)`` updates or once the rounding bound
+    exceeds 2**-12 of the sum of squared deviations).
+    """
+
+    cdef IndBoll s
+
+    def __init__(self, Py_ssize_t period=20, double nbdev_up=2.0, double nbdev_dn=2.0):
+        _period(period, 1, "period")
+        if not (isfinite(nbdev_up) and isfinite(nbdev_dn)):
+            raise ValueError(f"nbdev_up / nbdev_dn must be finite, was {nbdev_up}, {nbdev_dn}")
+        ind_boll_free(&self.s)
+        _alloc(ind_boll_init(&self.s, period, nbdev_up, nbdev_dn))
+
+    def __dealloc__(self):
+        ind_boll_free(&self.s)
+
+    cpdef double update(self, double x):
+        """Add ``x`` and return its z-score in the window (NaN until warm)."""
+        return ind_boll_update(&self.s, x)
+
+    @property
+    def value(self) -> float:
+        """Z-score of the newest value (NaN until warm)."""
+        return ind_boll_z(&self.s)
+
+    @property
+    def mean(self) -> float:
+        """Window mean, the middle band (NaN until warm)."""
+        return ind_sma_mean(&self.s.w)
+
+    @property
+    def stdev(self) -> float:
+        """Population standard deviation of the window (NaN until warm)."""
+        return ind_boll_std(&self.s)
+
+    @property
+    def upper(self) -> float:
+        """``mean + nbdev_up * stdev`` (NaN until warm)."""
+        return ind_boll_upper_of(&self.s, ind_sma_mean(&self.s.w), ind_boll_std(&self.s))
+
+    @property
+    def lower(self) -> float:
+        """``mean - nbdev_dn * stdev`` (NaN until warm)."""
+        return ind_boll_lower_of(&self.s, ind_sma_mean(&self.s.w), ind_boll_std(&self.s))
+
+    @property
+    def ready(self) -> bool:
+        """True once ``period`` values were seen."""
+        return ind_sma_ready(&self.s.w)
+
+    @property
+    def period(self) -> int:
+        return self.s.w.period
+
+    def reset(self) -> None:
+        """Forget every value (warm-up starts again)."""
+        ind_boll_clear(&self.s)
+
+    def update_batch(self, x, out=None):
+        """``update`` for each value of ``x``; returns the z-score after each (float64)."""
+        xa, o = _in_out(x, out)
+        cdef Py_ssize_t n = xa.shape[0]
+        cdef const double* px = _cptr(xa)
+        cdef double* po = _ptr(o)
+        with nogil:
+            _boll_loop(&self.s, px, NULL, NULL, NULL, po, NULL, n)
+        return o
+
+
+@cython.final
+cdef class RealizedVol:
+    """Streaming realized volatility: ``sqrt`` of an EWMA of squared log returns.
+
+    Parameters
+    ----------
+    lam : float
+        Decay per return, ``0 <= lam < 1`` (RiskMetrics daily: 0.94). A half-life of ``h``
+        returns is ``lam = 0.5 ** (1 / h)``.
+
+    Notes
+    -----
+    NaN for the first price; then ``var = r1**2`` and ``var = lam * var + (1 - lam) * r**2``
+    (pandas ``ewm(alpha=1 - lam, adjust=False)``); the value is ``sqrt(var)`` per return
+    (not annualized). Prices must be > 0.
+    """
+
+    cdef IndRvol s
+    cdef double last
+
+    def __init__(self, double lam=0.94):
+        _lam(lam)
+        ind_rvol_init(&self.s, lam)
+        self.last = NAN
+
+    cpdef double update(self, double x):
+        """Add the price ``x > 0`` and return the volatility (NaN for the first price)."""
+        if not x > 0.0:
+            raise ValueError(f"price must be > 0, was {x}")
+        self.last = ind_rvol_update(&self.s, x)
+        return self.last
+
+    @property
+    def value(self) -> float:
+        """Current volatility per return (NaN until warm)."""
+        return self.last
+
+    @property
+    def ready(self) -> bool:
+        """True once two prices were seen."""
+        return self.s.n >= 2
+
+    @property
+    def lam(self) -> float:
+        return self.s.lam
+
+    def reset(self) -> None:
+        """Forget every price (warm-up starts again)."""
+        ind_rvol_init(&self.s, self.s.lam)
+        self.last = NAN
+
+    def update_batch(self, x, out=None):
+        """``update`` for each price of ``x``; returns the volatility after each."""
+        xa, o = _in_out(x, out, True)
+        cdef Py_ssize_t n = xa.shape[0]
+        cdef const double* px = _cptr(xa)
+        cdef double* po = _ptr(o)
+        with nogil:
+            _rvol_loop(&self.s, px, po, n)
+        if n:
+            self.last = po[n - 1]
+        return o
+
+
+@cython.final
+cdef class EmaTime:
+    """Streaming EMA of irregular events with time decay ``exp(-dt / tau)``.
+
+    Parameters
+    ----------
+    tau : float
+        Time constant in ns, ``> 0`` (half-life ``tau * ln 2``).
+
+    Notes
+    -----
+    The value is ``sum_i w_i x_i / sum_i w_i`` with ``w_i = exp(-(t - t_i) / tau)`` over
+    every event so far (pandas ``ewm(halflife=tau * ln 2, times=t)``): equal timestamps weigh
+    equally, a long gap forgets the past. Defined from the first event.
+    """
+
+    cdef IndEmaTime s
+    cdef double tau
+
+    def __init__(self, double tau):
+        _positive(tau, "tau")
+        self.tau = tau
+        ind_ema_time_init(&self.s, tau)
+
+    cpdef double update(self, int64_t t, double x):
+        """Add ``x`` observed at ``t`` ns (non-decreasing) and return the EMA."""
+        if self.s.started and t < self.s.t_last:
+            raise ValueError(f"t = {t} is before the last time {self.s.t_last}")
+        return ind_ema_time_update(&self.s, t, x)
+
+    @property
+    def value(self) -> float:
+        """Current EMA (NaN before the first event)."""
+        return self.s.y
+
+    @property
+    def ready(self) -> bool:
+        """True once an event was seen."""
+        return self.s.started
+
+    def reset(self) -> None:
+        """Forget every event."""
+        ind_ema_time_init(&self.s, self.tau)
+
+    def update_batch(self, t, x, out=None):
+        """``update`` for each ``(t[i], x[i])``; returns the EMA after each (float64)."""
+        xa = _values(x, "x")
+        cdef Py_ssize_t n = xa.shape[0]
+        ta = _times(t, n, self.s.t_last, self.s.started, "t")
+        o = _out(out, n, "out")
+        cdef const int64_t* pt = _tptr(ta)
+        cdef const double* px = _cptr(xa)
+        cdef double* po = _ptr(o)
+        with nogil:
+            _ema_time_loop(&self.s, pt, px, po, n)
+        return o
+
+
+cdef class _TimeWin:
+    """Shared part of ``SmaTime``, ``MomTime`` and ``RocTime`` (a time-window ring)."""
+
+    cdef IndTimeWin w
+    cdef double last
+    cdef int kind
+
+    def __cinit__(self):
+        ind_tw_init(&self.w, 1)
+        self.last = NAN
+
+    def __init__(self, int64_t window):
+        _window(window, "window")
+        ind_tw_free(&self.w)
+        ind_tw_init(&self.w, window)
+
+    def __dealloc__(self):
+        ind_tw_free(&self.w)
+
+    @property
+    def value(self) -> float:
+        """Current value (NaN until warm)."""
+        return self.last
+
+    @property
+    def ready(self) -> bool:
+        """True once ``t_now - t_first >= window``."""
+        return ind_tw_ready(&self.w)
+
+    @property
+    def count(self) -> int:
+        """Events in the window."""
+        return self.w.n
+
+    @property
+    def window(self) -> int:
+        return self.w.window
+
+    def reset(self) -> None:
+        """Forget every event (warm-up starts again)."""
+        ind_tw_clear(&self.w)
+        self.last = NAN
+
+    cdef int _check(self, int64_t t) except -1:
+        if self.w.started and t < self.w.t_last:
+            raise ValueError(f"t = {t} is before the last time {self.w.t_last}")
+        return 0
+
+    cdef int _check_alloc(self) except -1:
+        if self.w.status != IND_OK:
+            raise MemoryError("time-window ring allocation failed")
+        return 0
+
+    def update_batch(self, t, x, out=None):
+        """``update`` for each ``(t[i], x[i])``; returns the value after each (float64)."""
+        xa = _values(x, "x")
+        cdef Py_ssize_t n = xa.shape[0]
+        ta = _times(t, n, self.w.t_last, self.w.started, "t")
+        o = _out(out, n, "out")
+        cdef const int64_t* pt = _tptr(ta)
+        cdef const double* px = _cptr(xa)
+        cdef double* po = _ptr(o)
+        with nogil:
+            _tw_loop(&self.w, self.kind, pt, px, po, n)
+        self._check_alloc()
+        if n:
+            self.last = po[n - 1]
+        return o
+
+
+@cython.final
+cdef class SmaTime(_TimeWin):
+    """Streaming mean of the events in the last ``window`` ns.
+
+    Parameters
+    ----------
+    window : int
+        ns, ``> 0``; the window holds the events with ``t > t_now - window``.
+
+    Notes
+    -----
+    NaN until ``t_now - t_first >= window``. Equal timestamps: every event at ``t`` so far
+    is in the window. Matches pandas ``rolling(pd.Timedelta(window, "ns")).mean()`` once
+    warm.
+    """
+
+    cpdef double update(self, int64_t t, double x):
+        """Add ``x`` at ``t`` ns (non-decreasing) and return the window mean."""
+        self._check(t)
+        self.last = ind_sma_time_update(&self.w, t, x)
+        self._check_alloc()
+        return self.last
+
+
+@cython.final
+cdef class MomTime(_TimeWin):
+    """Streaming momentum over a time lag: ``x - x_asof(t - window)``.
+
+    Parameters
+    ----------
+    window : int
+        Lag in ns, ``> 0``.
+
+    Notes
+    -----
+    The as-of value is the last event with ``t_i <= t - window``; NaN while there is none
+    (i.e. until ``t_now - t_first >= window``).
+    """
+
+    def __init__(self, int64_t window):
+        _TimeWin.__init__(self, window)
+        self.kind = 1
+
+    cpdef double update(self, int64_t t, double x):
+        """Add ``x`` at ``t`` ns (non-decreasing) and return the momentum."""
+        self._check(t)
+        self.last = ind_mom_time_update(&self.w, t, x)
+        self._check_alloc()
+        return self.last
+
+
+@cython.final
+cdef class RocTime(_TimeWin):
+    """Streaming rate of change over a time lag: ``(x / x_asof(t - window) - 1) * 100``.
+
+    Parameters
+    ----------
+    window : int
+        Lag in ns, ``> 0``.
+
+    Notes
+    -----
+    As ``MomTime``; 0 when the as-of value is 0 (as TA-Lib ``ROC``).
+    """
+
+    def __init__(self, int64_t window):
+        _TimeWin.__init__(self, window)
+        self.kind = 2
+
+    cpdef double update(self, int64_t t, double x):
+        """Add ``x`` at ``t`` ns (non-decreasing) and return the rate of change (%)."""
+        self._check(t)
+        self.last = ind_roc_time_update(&self.w, t, x)
+        self._check_alloc()
+        return self.last
+
+
+@cython.final
+cdef class RealizedVolTime:
+    """Streaming realized volatility over a time window: ``sqrt(sum r_i**2)``.
+
+    Parameters
+    ----------
+    window : int
+        ns, ``> 0``; sums the squared log returns stamped ``t_i > t_now - window`` (a return
+        is stamped with the time of its later price).
+
+    Notes
+    -----
+    NaN until ``t_now - t_first >= window``; 0 when the price did not move. Not annualized:
+    the value is the volatility over ``window``. Prices must be > 0.
+    """
+
+    cdef IndRvolTime s
+    cdef double last
+
+    def __cinit__(self):
+        ind_rvol_time_init(&self.s, 1)
+        self.last = NAN
+
+    def __init__(self, int64_t window):
+        _window(window, "window")
+        ind_tw_free(&self.s.w)
+        ind_rvol_time_init(&self.s, window)
+
+    def __dealloc__(self):
+        ind_tw_free(&self.s.w)
+
+    cpdef double update(self, int64_t t, double x):
+        """Add the price ``x > 0`` at ``t`` ns (non-decreasing) and return the volatility."""
+        if self.s.w.started and t < self.s.w.t_last:
+            raise ValueError(f"t = {t} is before the last time {self.s.w.t_last}")
+        if not x > 0.0:
+            raise ValueError(f"price must be > 0, was {x}")
+        self.last = ind_rvol_time_update(&self.s, t, x)
+        if self.s.w.status != IND_OK:
+            raise MemoryError("time-window ring allocation failed")
+        return self.last
+
+    @property
+    def value(self) -> float:
+        """Current volatility over the window (NaN until warm)."""
+        return self.last
+
+    @property
+    def ready(self) -> bool:
+        """True once ``t_now - t_first >= window``."""
+        return ind_tw_ready(&self.s.w)
+
+    @property
+    def window(self) -> int:
+        return self.s.w.window
+
+    def reset(self) -> None:
+        """Forget every price (warm-up starts again)."""
+        ind_tw_clear(&self.s.w)
+        self.s.has_prev = False
+        self.last = NAN
+
+    def update_batch(self, t, x, out=None):
+        """``update`` for each ``(t[i], x[i])``; returns the volatility after each."""
+        xa = _values(x, "x")
+        _prices(xa, "x")
+        cdef Py_ssize_t n = xa.shape[0]
+        ta = _times(t, n, self.s.w.t_last, self.s.w.started, "t")
+        o = _out(out, n, "out")
+        cdef const int64_t* pt = _tptr(ta)
+        cdef const double* px = _cptr(xa)
+        cdef double* po = _ptr(o)
+        with nogil:
+            _rvol_time_loop(&self.s, pt, px, po, n)
+        if self.s.w.status != IND_OK:
+            raise MemoryError("time-window ring allocation failed")
+        if n:
+            self.last = po[n - 1]
+        return o
+
+
+# ---------------------------------------------------------------- batch functions
+# Common parameters: ``x`` values (array_like, converted to float64 1-D C-contiguous);
+# ``t`` int64 ns times (non-decreasing, equal allowed); ``out`` an optional float64 array
+# (or tuple of arrays) of ``len(x)`` to write into, returned.
+
+
+def ema(x, Py_ssize_t period, out=None):
+    """Exponential moving average (TA-Lib ``EMA``).
+
+    Parameters
+    ----------
+    x, out : array_like, numpy.ndarray or None
+        Values and optional output (see above).
+    period : int
+        ``>= 1``; smoothing ``k = 2 / (period + 1)``.
+
+    Returns
+    -------
+    numpy.ndarray
+        NaN for the first ``period - 1`` points, then seeded with the mean of the first
+        ``period`` values.
+    """
+    _period(period, 1, "period")
+    return Ema(period).update_batch(x, out)
+
+
+def sma(x, Py_ssize_t period, out=None):
+    """Simple moving average of the last ``period >= 1`` values (TA-Lib ``SMA``).
+
+    Returns
+    -------
+    numpy.ndarray
+        NaN for the first ``period - 1`` points.
+    """
+    _period(period, 1, "period")
+    return Sma(period).update_batch(x, out)
+
+
+def mom(x, Py_ssize_t period, out=None):
+    """Momentum ``x - x[-period]``, ``period >= 1`` (TA-Lib ``MOM``).
+
+    Returns
+    -------
+    numpy.ndarray
+        NaN for the first ``period`` points.
+    """
+    _period(period, 1, "period")
+    return Mom(period).update_batch(x, out)
+
+
+def roc(x, Py_ssize_t period, out=None):
+    """Rate of change ``(x / x[-period] - 1) * 100``, ``period >= 1`` (TA-Lib ``ROC``).
+
+    Returns
+    -------
+    numpy.ndarray
+        NaN for the first ``period`` points, 0 where ``x[-period] == 0``.
+    """
+    _period(period, 1, "period")
+    return Roc(period).update_batch(x, out)
+
+
+def rsi(x, Py_ssize_t period=14, out=None):
+    """Relative strength index, Wilder smoothing, ``period >= 2`` (TA-Lib ``RSI``).
+
+    Returns
+    -------
+    numpy.ndarray
+        RSI in [0, 100]; NaN for the first ``period`` points.
+    """
+    _period(period, 2, "period")
+    return Rsi(period).update_batch(x, out)
+
+
+def macd(x, Py_ssize_t fast=12, Py_ssize_t slow=26, Py_ssize_t signal=9, out=None):
+    """MACD line, signal and histogram (TA-Lib ``MACD``).
+
+    Parameters
+    ----------
+    x, out : array_like, tuple of 3 numpy.ndarray or None
+        Values and optional outputs.
+    fast, slow, signal : int
+        EMA periods, ``2 <= fast < slow``, ``signal >= 1``.
+
+    Returns
+    -------
+    tuple of numpy.ndarray
+        ``(macd, signal, hist)``; NaN for the first ``slow + signal - 2`` points.
+    """
+    _macd_periods(fast, slow, signal)
+    return Macd(fast, slow, signal).update_batch(x, out)
+
+
+def bbands(x, Py_ssize_t period=20, double nbdev_up=2.0, double nbdev_dn=2.0, out=None):
+    """Bollinger bands around the simple moving average (TA-Lib ``BBANDS``, ``matype=0``).
+
+    Parameters
+    ----------
+    x, out : array_like, tuple of 3 numpy.ndarray or None
+        Values and optional outputs.
+    period : int
+        ``>= 1``.
+    nbdev_up, nbdev_dn : float
+        Band widths in population standard deviations.
+
+    Returns
+    -------
+    tuple of numpy.ndarray
+        ``(upper, middle, lower)``; NaN for the first ``period - 1`` points.
+    """
+    b = Bollinger(period, nbdev_up, nbdev_dn)
+    xa = _values(x, "x")
+    cdef Py_ssize_t n = xa.shape[0]
+    o = _outs(out, n, 3, "out")
+    cdef const double* px = _cptr(xa)
+    cdef double* pu = _ptr(o[0])
+    cdef double* pm = _ptr(o[1])
+    cdef double* pl = _ptr(o[2])
+    with nogil:
+        _boll_loop(&b.s, px, pu, pm, pl, NULL, NULL, n)
+    return o
+
+
+def stddev(x, Py_ssize_t period, double nbdev=1.0, out=None):
+    """Rolling population standard deviation times ``nbdev`` (TA-Lib ``STDDEV``).
+
+    Returns
+    -------
+    numpy.ndarray
+        NaN for the first ``period - 1`` points, exactly 0 for a constant window.
+    """
+    if not isfinite(nbdev):
+        raise ValueError(f"nbdev must be finite, was {nbdev}")
+    b = Bollinger(period)
+    xa = _values(x, "x")
+    cdef Py_ssize_t n = xa.shape[0]
+    o = _out(out, n, "out")
+    cdef const double* px = _cptr(xa)
+    cdef double* po = _ptr(o)
+    with nogil:
+        _boll_loop(&b.s, px, NULL, NULL, NULL, NULL, po, n)
+    if nbdev != 1.0:
+        np.multiply(o, nbdev, out=o)
+    return o
+
+
+def zscore(x, Py_ssize_t period=20, out=None):
+    """Bollinger z-score ``(x - mean) / stdev`` of the last ``period >= 1`` values.
+
+    Returns
+    -------
+    numpy.ndarray
+        Population stdev; NaN for the first ``period - 1`` points, 0 for a constant window.
+    """
+    return Bollinger(period).update_batch(x, out)
+
+
+def realized_vol(x, double lam=0.94, out=None):
+    """Realized volatility: ``sqrt`` of an EWMA (decay ``0 <= lam < 1``) of squared log
+    returns of the prices ``x > 0``.
+
+    Returns
+    -------
+    numpy.ndarray
+        Volatility per return (not annualized); NaN for the first point.
+    """
+    _lam(lam)
+    return RealizedVol(lam).update_batch(x, out)
+
+
+def ema_time(t, x, double tau, out=None):
+    """EMA of irregular events with time decay ``exp(-dt / tau)``, ``tau > 0`` ns.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``sum_i w_i x_i / sum_i w_i`` with ``w_i = exp(-(t - t_i) / tau)`` per point.
+    """
+    _positive(tau, "tau")
+    return EmaTime(tau).update_batch(t, x, out)
+
+
+def sma_time(t, x, int64_t window, out=None):
+    """Mean of the events with ``t_i > t - window``, ``window > 0`` ns.
+
+    Returns
+    -------
+    numpy.ndarray
+        NaN until ``t - t[0] >= window`` (pandas time-based ``rolling`` after that).
+    """
+    _window(window, "window")
+    return SmaTime(window).update_batch(t, x, out)
+
+
+def mom_time(t, x, int64_t window, out=None):
+    """Momentum over a time lag: ``x - x_asof(t - window)``, ``window > 0`` ns.
+
+    Returns
+    -------
+    numpy.ndarray
+        NaN while no event has ``t_i <= t - window``.
+    """
+    _window(window, "window")
+    return MomTime(window).update_batch(t, x, out)
+
+
+def roc_time(t, x, int64_t window, out=None):
+    """Rate of change over a time lag: ``(x / x_asof(t - window) - 1) * 100``.
+
+    Returns
+    -------
+    numpy.ndarray
+        NaN while no event has ``t_i <= t - window``.
+    """
+    _window(window, "window")
+    return RocTime(window).update_batch(t, x, out)
+
+
+def realized_vol_time(t, x, int64_t window, out=None):
+    """Realized volatility over a time window: ``sqrt(sum r_i**2)`` over the log returns
+    stamped ``t_i > t - window`` (prices ``x > 0``, ``window > 0`` ns).
+
+    Returns
+    -------
+    numpy.ndarray
+        NaN until ``t - t[0] >= window``.
+    """
+    _window(window, "window")
+    return RealizedVolTime(window).update_batch(t, x, out)
+
+
+# ---------------------------------------------------------------- in-ext streaming cost
+
+cdef inline int64_t _now_ns() noexcept nogil:
+    cdef timespec ts
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return <int64_t>ts.tv_sec * 1000000000 + ts.tv_nsec
+
+
+_STREAM_KINDS = ("ema", "sma", "mom", "roc", "rsi", "macd", "bollinger", "rvol")
+
+
+cdef struct _States:
+    IndEma e
+    IndLag g
+    IndSma sm
+    IndRsi r
+    IndMacd m
+    IndBoll b
+    IndRvol v
+
+
+def _bench_stream_core(str kind, x):
+    """ns per update of the streaming core called from C on a heap state, as another ext
+    module would (benchmark helper; ``kind`` in ``_STREAM_KINDS``)."""
+    if kind not in _STREAM_KINDS:
+        raise ValueError(f"kind must be one of {_STREAM_KINDS}, was {kind!r}")
+    xa = _values(x, "x")
+    if xa.shape[0] == 0:
+        raise ValueError("x must be non-empty")
+    cdef const double* px = _cptr(xa)
+    cdef Py_ssize_t i, n = xa.shape[0]
+    cdef int k = _STREAM_KINDS.index(kind)
+    cdef int64_t t0, t1
+    cdef double acc = 0.0
+    cdef _States* s = <_States*>calloc(1, sizeof(_States))
+    if s == NULL:
+        raise MemoryError()
+    ind_ema_init(&s.e, 20)
+    ind_rsi_init(&s.r, 14)
+    ind_macd_init(&s.m, 12, 26, 9)
+    ind_rvol_init(&s.v, 0.94)
+    cdef int rc = ind_lag_init(&s.g, 10) | ind_sma_init(&s.sm, 20) | ind_boll_init(&s.b, 20, 2, 2)
+    with nogil:
+        t0 = _now_ns()
+        if rc != IND_OK:
+            n = 0
+        if k == 0:
+            for i in range(n):
+                acc += ind_ema_update(&s.e, px[i])
+        elif k == 1:
+            for i in range(n):
+                acc += ind_sma_update(&s.sm, px[i])
+        elif k == 2:
+            for i in range(n):
+                acc += ind_mom_update(&s.g, px[i])
+        elif k == 3:
+            for i in range(n):
+                acc += ind_roc_update(&s.g, px[i])
+        elif k == 4:
+            for i in range(n):
+                acc += ind_rsi_update(&s.r, px[i])
+        elif k == 5:
+            for i in range(n):
+                acc += ind_macd_update(&s.m, px[i])
+        elif k == 6:
+            for i in range(n):
+                acc += ind_boll_update(&s.b, px[i])
+        else:
+            for i in range(n):
+                acc += ind_rvol_update(&s.v, px[i])
+        t1 = _now_ns()
+    ind_lag_free(&s.g)
+    ind_sma_free(&s.sm)
+    ind_boll_free(&s.b)
+    free(s)
+    if rc != IND_OK:
+        raise MemoryError()
+    if acc == 1.2345e300:  # keep ``acc`` alive
+        return 0.0
+    return (t1 - t0) / <double>xa.shape[0]
