@@ -31,6 +31,7 @@ from orchestrator.config.schema import BusKind
 from orchestrator.data import records as rec
 from orchestrator.data.bus import Bus, InProcessBus, RedisStreamsBus
 from orchestrator.publish import Publisher
+from orchestrator.signals.live import BookSignals
 from orchestrator.venues import get_venue
 from orchestrator.view import MetricsServer, Snapshot, render_lines, render_metrics
 
@@ -83,6 +84,8 @@ class Pipeline:
         self.writer: RawCaptureWriter | None = None
         self.capture_path: Path | None = None
         self.trades: dict[str, _Trades] = {}
+        self.signals: dict[tuple[str, str], BookSignals] = {}
+        self.signal_interval = 0.1
         self.metrics_server: MetricsServer | None = None
         self.bus: Bus = (
             RedisStreamsBus(cfg.services.redis_url)
@@ -141,7 +144,13 @@ class Pipeline:
                 self.metrics_server = MetricsServer(self.cfg.metrics.host, port, self._metrics_text)
                 await self.metrics_server.start()
             self._started = self._last_tick = time.monotonic()
-            await self._loop()
+            sampler = asyncio.create_task(self._sample_signals(), name="signals")
+            try:
+                await self._loop()
+            finally:
+                sampler.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await sampler
         finally:
             for sig in (signal.SIGINT, signal.SIGTERM):
                 with contextlib.suppress(NotImplementedError, RuntimeError):
@@ -265,6 +274,21 @@ class Pipeline:
                     for line in lines[1:]:
                         log.info("%s", line)
 
+    async def _sample_signals(self) -> None:
+        while True:
+            await asyncio.sleep(self.signal_interval)
+            now = time.time_ns()
+            for col in self.collectors:
+                for symbol in col.symbols:
+                    book, live = col.book(symbol)
+                    if book is None or not live or not book.bid_levels or not book.ask_levels:
+                        continue
+                    key = (col.spec.name, symbol)
+                    sig = self.signals.get(key)
+                    if sig is None:
+                        sig = self.signals[key] = BookSignals()
+                    sig.sample(book, now)
+
     def _drain_trades(self) -> dict[str, Any]:
         drained: dict[str, Any] = {}
         for col in self.collectors:
@@ -315,6 +339,14 @@ class Pipeline:
                     "e2r_p50_ms": float(np.percentile(e2r, 50)) / 1e6 if len(e2r) else None,
                     "trades": tr.count,
                 }
+                sig = self.signals.get((name, symbol))
+                if sig is not None:
+                    row.update(
+                        imbalance=sig.imbalance,
+                        momentum_bps=sig.momentum_bps,
+                        rsi=sig.rsi.value,
+                        ofi=sig.ofi.value,
+                    )
                 if book is not None and book.bid_levels and book.ask_levels:
                     ps = 10.0**-book.price_scale
                     row.update(

@@ -34,7 +34,7 @@ class Snapshot:
 
 
 def _num(value: float | None, fmt: str) -> str:
-    return "-" if value is None else format(value, fmt)
+    return "-" if value is None or value != value else format(value, fmt)
 
 
 def _price(row: dict[str, Any], key: str) -> str:
@@ -49,7 +49,7 @@ def render_lines(snap: Snapshot) -> list[str]:
     head = (
         f"{'exchange':13} {'symbol':15} {'state':7} {'bid':>14} {'ask':>14} {'spread':>10} "
         f"{'msg/s':>8} {'apply p50/p99 us':>17} {'e2r ms':>8} {'gaps':>5} {'resync':>6} "
-        f"{'reconn':>6} {'stale s':>8}"
+        f"{'reconn':>6} {'stale s':>8} {'imb10':>6} {'mom bps':>8} {'rsi':>5}"
     )
     lines = [f"slipstream - {snap.elapsed:7.1f} s - Ctrl-C to stop", head]
     for r in snap.rows:
@@ -58,7 +58,9 @@ def render_lines(snap: Snapshot) -> list[str]:
             f"{r['exchange']:13} {r['symbol']:15} {r['state']:7} {_price(r, 'bid'):>14} "
             f"{_price(r, 'ask'):>14} {_price(r, 'spread'):>10} {r['msg_rate']:8.0f} "
             f"{apply:>17} {_num(r.get('e2r_p50_ms'), '.2f'):>8} {r['gaps']:5d} "
-            f"{r['resyncs']:6d} {r['reconnects']:6d} {r['stale_s']:8.1f}"
+            f"{r['resyncs']:6d} {r['reconnects']:6d} {r['stale_s']:8.1f} "
+            f"{_num(r.get('imbalance'), '+.2f'):>6} {_num(r.get('momentum_bps'), '+.2f'):>8} "
+            f"{_num(r.get('rsi'), '.0f'):>5}"
         )
     if snap.capture:
         lines.append(f"capture: {snap.capture}")
@@ -128,6 +130,18 @@ def render_metrics(snap: Snapshot, collectors: Sequence[VenueCollector]) -> str:
             if r.get(key) is not None:
                 quantiles.append((_labels(exchange=r["exchange"], quantile=q), r[key] / 1e6))
     metric("apply_latency_seconds", "summary", "Receive to book-applied latency.", quantiles)
+    for key, help_text in (
+        ("imbalance", "Top-10 book imbalance (-1..1)."),
+        ("momentum_bps", "Fast over slow EMA of the mid, bps."),
+        ("rsi", "Wilder RSI of the sampled mid."),
+        ("ofi", "Order-flow imbalance over 10 s, lots."),
+    ):
+        samples = [
+            (_labels(exchange=r["exchange"], symbol=r["symbol"]), float(r[key]))
+            for r in books
+            if r.get(key) is not None and r[key] == r[key]
+        ]
+        metric(f"signal_{key}", "gauge", help_text, samples)
     return "\n".join(out) + "\n"
 
 
