@@ -27,9 +27,10 @@ from orchestrator.capture.raw import RawCaptureWriter
 from orchestrator.capture.records import CaptureFrame
 from orchestrator.collector import LedgerEvent, LedgerKind, VenueCollector
 from orchestrator.config import AppConfig
-from orchestrator.config.schema import BusKind
+from orchestrator.config.schema import ArchiveKind, BusKind
 from orchestrator.data import records as rec
-from orchestrator.data.bus import Bus, InProcessBus, RedisStreamsBus
+from orchestrator.data.bus import Bus, Entry, InProcessBus, RedisStreamsBus
+from orchestrator.data.local import LocalArchive
 from orchestrator.publish import Publisher
 from orchestrator.signals.live import BookSignals
 from orchestrator.venues import get_venue
@@ -93,6 +94,9 @@ class Pipeline:
             else InProcessBus(maxlen=10_000)
         )
         self.publisher = Publisher(self.bus)
+        self.local_archive: LocalArchive | None = None
+        self._persist_streams: set[str] = set()
+        self.persisted = 0
         self._stop = asyncio.Event()
         self._started = 0.0
         self._last_frames: dict[str, int] = {}
@@ -133,6 +137,13 @@ class Pipeline:
         try:
             await self._start_simulator()
             self._open_capture()
+            if (
+                self.cfg.profile.archive is ArchiveKind.local
+                and self.cfg.profile.bus is BusKind.inproc
+            ):
+                path = Path(self.cfg.profile.local_archive_dir) / "archive.sqlite"
+                self.local_archive = LocalArchive(path)
+                log.info("embedded archive %s", path)
             for target in self.targets:
                 col = self._collector(target)
                 self.collectors.append(col)
@@ -155,11 +166,15 @@ class Pipeline:
             for sig in (signal.SIGINT, signal.SIGTERM):
                 with contextlib.suppress(NotImplementedError, RuntimeError):
                     loop.remove_signal_handler(sig)
-            await asyncio.gather(*(c.stop() for c in self.collectors), return_exceptions=True)
+            # STOP first: the disconnects of the shutdown are not gaps of the recording
             self.publisher.mark(self.collectors, rec.LedgerKind.STOP)
+            await asyncio.gather(*(c.stop() for c in self.collectors), return_exceptions=True)
             with contextlib.suppress(Exception):
                 await self.publisher.publish(self.collectors, self._drain_trades())
+                await self._persist_local()
             await self.bus.aclose()
+            if self.local_archive is not None:
+                self.local_archive.close()
             if self.metrics_server is not None:
                 await self.metrics_server.stop()
             if self.sim is not None:
@@ -265,6 +280,7 @@ class Pipeline:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stop.wait(), timeout)
             await self.publisher.publish(self.collectors, self._drain_trades())
+            await self._persist_local()
             if self.cfg.view.enabled:
                 lines = render_lines(self.snapshot())
                 if tty:
@@ -273,6 +289,34 @@ class Pipeline:
                 else:
                     for line in lines[1:]:
                         log.info("%s", line)
+
+    async def _persist_local(self) -> None:
+        """Embedded profile: move the bus's batches into the local archive (at least once).
+
+        Acknowledged only after the archive committed them; the batch key (stream and
+        entry id) makes a redelivery a no-op.
+        """
+        archive = self.local_archive
+        if archive is None:
+            return
+        await self.bus.flush()
+        for stream in self.publisher.streams - self._persist_streams:
+            await self.bus.ensure_group(stream, "persist", "0")
+            self._persist_streams.add(stream)
+        if not self._persist_streams:
+            return
+        streams = sorted(self._persist_streams)
+        while True:
+            entries: list[Entry] = await self.bus.read(
+                "persist", "local", streams, count=500, block_ms=0
+            )
+            if not entries:
+                return
+            for e in entries:
+                self.persisted += archive.insert_batch(
+                    e.payload, batch_key=f"{e.stream}:{e.id}"
+                ).inserted
+            await self.bus.ack("persist", entries)
 
     async def _sample_signals(self) -> None:
         while True:

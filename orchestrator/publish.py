@@ -53,6 +53,8 @@ class Publisher:
         self.bus = bus
         self.registry = registry or rec.InstrumentRegistry()
         self.published = {"trades": 0, "tops": 0, "ledger": 0}
+        #: every stream published to so far (consumers subscribe to these)
+        self.streams: set[str] = set()
         self._pending: list[tuple[VenueCollector, LedgerEvent]] = []
 
     def _inst(self, col: VenueCollector, symbol: str) -> int:
@@ -60,6 +62,8 @@ class Publisher:
 
     def on_ledger(self, col: VenueCollector, event: LedgerEvent) -> None:
         """Queue one collector ledger event (published at the next :meth:`publish`)."""
+        if event.kind is LedgerKind.DISCONNECTED and event.detail.endswith(": stopped"):
+            return  # our own shutdown, after STOP: not a break in the recording
         if event.kind in _LEDGER:
             self._pending.append((col, event))
 
@@ -82,6 +86,10 @@ class Publisher:
             await self._tops(col)
         await self._ledger()
 
+    async def _send(self, stream: str, payload: bytes) -> None:
+        self.streams.add(stream)
+        await self.bus.publish(stream, payload)
+
     async def _trades(self, col: VenueCollector, trades: npt.NDArray[np.void]) -> None:
         spec = col.spec
         venue = self.registry.venue_id(spec.name)
@@ -93,7 +101,7 @@ class Publisher:
             symbol = self.registry.get(int(inst)).symbol
             part = records[ids == inst]
             payload = rec.encode_batch(rec.RecordKind.TRADE, part)
-            await self.bus.publish(stream_name(spec.name, symbol, "trades"), payload)
+            await self._send(stream_name(spec.name, symbol, "trades"), payload)
             self.published["trades"] += len(part)
 
     async def _tops(self, col: VenueCollector) -> None:
@@ -113,7 +121,7 @@ class Publisher:
             top["inst"] = self._inst(col, symbol)
             top["venue"] = venue
             top["flags"] = (0 if book.bid_levels else 1) | (0 if book.ask_levels else 2)
-            await self.bus.publish(
+            await self._send(
                 stream_name(spec.name, symbol, "tops"), rec.encode_batch(rec.RecordKind.TOP, top)
             )
             self.bus.cache_top(
@@ -154,5 +162,5 @@ class Publisher:
                 out[i]["inst"] = inst
                 out[i]["venue"] = venue
                 out[i]["kind"] = int(kind)
-            await self.bus.publish(stream, rec.encode_batch(rec.RecordKind.LEDGER, out))
+            await self._send(stream, rec.encode_batch(rec.RecordKind.LEDGER, out))
             self.published["ledger"] += len(rows)

@@ -1143,82 +1143,113 @@ class Archive:
             segs = self._segments(
                 venue, instrument, [(int(t), int(k)) for t, k in events], lo, end_ns
             )
-        complete: list[Window] = []
-        gaps: list[Window] = []
-        for a, b, reason in segs:
-            a, b = max(a, start_ns), min(b, end_ns)
-            if a >= b:
-                continue
-            target = complete if not reason else gaps
-            if target and target[-1].end_ns == a and target[-1].reason == reason:
-                target[-1] = Window(target[-1].start_ns, b, reason)
-            else:
-                target.append(Window(a, b, reason))
-        return Coverage(venue, instrument, start_ns, end_ns, tuple(complete), tuple(gaps))
+        complete, gaps = coverage_windows(segs, start_ns, end_ns)
+        return Coverage(venue, instrument, start_ns, end_ns, complete, gaps)
 
     def _segments(
         self, venue: int, instrument: int, events: list[tuple[int, int]], lo: int, end: int
     ) -> list[tuple[int, int, str]]:
-        opens = {LedgerKind.DISCONNECT: "disconnect", LedgerKind.GAP: "gap",
-                 LedgerKind.STALE_START: "stale"}  # fmt: skip
-        closes = {LedgerKind.RECONNECT: "disconnect", LedgerKind.RESYNC: "gap",
-                  LedgerKind.STALE_END: "stale"}  # fmt: skip
-        order = ("disconnect", "gap", "stale")
-        segs: list[tuple[int, int, str]] = []
-        in_session = False
-        breaks: set[str] = set()
-        last_seen = lo
-        cur = lo
+        nxt = self._conn.execute(
+            "SELECT kind FROM ledger WHERE venue = %s AND instrument = %s AND exch_ns >= %s "
+            "ORDER BY exch_ns, recv_ns, kind LIMIT 1",
+            (venue, instrument, end),
+        ).fetchone()
+        return coverage_segments(
+            events,
+            lo,
+            end,
+            lambda a, b: self._last_data_ns(venue, instrument, a, b),
+            int(nxt[0]) if nxt is not None else None,
+        )
 
-        def status() -> str:
-            if not in_session:
-                return "unrecorded"
-            return next((r for r in order if r in breaks), "")
 
-        def close_session_at(t: int, tail: str = "crash") -> None:
-            nonlocal cur
-            data = self._last_data_ns(venue, instrument, last_seen, t)
-            edge = max(last_seen, data + 1 if data is not None else last_seen)
-            edge = min(edge, t)
-            segs.append((cur, edge, status()))
-            segs.append((edge, t, tail))
+def coverage_segments(
+    events: Sequence[tuple[int, int]],
+    lo: int,
+    end: int,
+    last_data_ns: Callable[[int, int], int | None],
+    next_kind: int | None,
+) -> list[tuple[int, int, str]]:
+    """Split ``[lo, end)`` into ``(start, end, reason)`` segments from ledger events.
+
+    ``events`` are ``(exch_ns, LedgerKind)`` in time order; ``last_data_ns(a, b)`` is the
+    latest stored event time in ``[a, b)`` (None if none); ``next_kind`` is the kind of the
+    first ledger event at or after ``end`` (None if none). ``reason`` is ``""`` for a
+    complete segment (see :meth:`Archive.coverage` for the rules).
+    """
+    opens = {LedgerKind.DISCONNECT: "disconnect", LedgerKind.GAP: "gap",
+             LedgerKind.STALE_START: "stale"}  # fmt: skip
+    closes = {LedgerKind.RECONNECT: "disconnect", LedgerKind.RESYNC: "gap",
+              LedgerKind.STALE_END: "stale"}  # fmt: skip
+    order = ("disconnect", "gap", "stale")
+    segs: list[tuple[int, int, str]] = []
+    in_session = False
+    breaks: set[str] = set()
+    last_seen = lo
+    cur = lo
+
+    def status() -> str:
+        if not in_session:
+            return "unrecorded"
+        return next((r for r in order if r in breaks), "")
+
+    def close_session_at(t: int, tail: str = "crash") -> None:
+        nonlocal cur
+        data = last_data_ns(last_seen, t)
+        edge = max(last_seen, data + 1 if data is not None else last_seen)
+        edge = min(edge, t)
+        segs.append((cur, edge, status()))
+        segs.append((edge, t, tail))
+        cur = t
+
+    for t, k in events:
+        try:
+            kind = LedgerKind(k)
+        except ValueError:
+            continue
+        if kind == LedgerKind.START and in_session:
+            close_session_at(t)
+            breaks.clear()
+        elif t > cur:
+            segs.append((cur, t, status()))
             cur = t
+        if kind == LedgerKind.START:
+            in_session = True
+            breaks.clear()
+        elif kind == LedgerKind.STOP:
+            in_session = False
+            breaks.clear()
+        elif kind in opens:
+            breaks.add(opens[kind])
+        elif kind in closes:
+            breaks.discard(closes[kind])
+        last_seen = t
+    if cur < end:
+        if not in_session:
+            segs.append((cur, end, "unrecorded"))
+        elif next_kind is not None and next_kind != LedgerKind.START:
+            segs.append((cur, end, status()))  # the session went on past the window
+        else:
+            close_session_at(end, "crash" if next_kind is not None else "unrecorded")
+    return segs
 
-        for t, k in events:
-            try:
-                kind = LedgerKind(k)
-            except ValueError:
-                continue
-            if kind == LedgerKind.START and in_session:
-                close_session_at(t)
-                breaks.clear()
-            elif t > cur:
-                segs.append((cur, t, status()))
-                cur = t
-            if kind == LedgerKind.START:
-                in_session = True
-                breaks.clear()
-            elif kind == LedgerKind.STOP:
-                in_session = False
-                breaks.clear()
-            elif kind in opens:
-                breaks.add(opens[kind])
-            elif kind in closes:
-                breaks.discard(closes[kind])
-            last_seen = t
-        if cur < end:
-            nxt = self._conn.execute(
-                "SELECT kind FROM ledger WHERE venue = %s AND instrument = %s AND exch_ns >= %s "
-                "ORDER BY exch_ns, recv_ns, kind LIMIT 1",
-                (venue, instrument, end),
-            ).fetchone()
-            if not in_session:
-                segs.append((cur, end, "unrecorded"))
-            elif nxt is not None and int(nxt[0]) != LedgerKind.START:
-                segs.append((cur, end, status()))  # the session went on past the window
-            else:
-                close_session_at(end, "crash" if nxt is not None else "unrecorded")
-        return segs
+
+def coverage_windows(
+    segs: Sequence[tuple[int, int, str]], start_ns: int, end_ns: int
+) -> tuple[tuple[Window, ...], tuple[Window, ...]]:
+    """Merge segments clipped to ``[start_ns, end_ns)`` into complete windows and gaps."""
+    complete: list[Window] = []
+    gaps: list[Window] = []
+    for a, b, reason in segs:
+        a, b = max(a, start_ns), min(b, end_ns)
+        if a >= b:
+            continue
+        target = complete if not reason else gaps
+        if target and target[-1].end_ns == a and target[-1].reason == reason:
+            target[-1] = Window(target[-1].start_ns, b, reason)
+        else:
+            target.append(Window(a, b, reason))
+    return tuple(complete), tuple(gaps)
 
 
 def migrate(

@@ -73,6 +73,7 @@ def test_users_command_runs_on_the_simulator_with_the_documented_override(tmp_pa
         "strategy=momentum",
         "exchanges.okx.use_simulator=true",
         "duration=4",
+        f"profile.local_archive_dir={tmp_path / 'archive'}",
         "metrics.port=null",
         "capture.record=false",
         "hydra.run.dir=" + str(tmp_path),
@@ -89,6 +90,7 @@ def test_unreachable_venue_logs_and_retries_without_traceback(tmp_path: Path) ->
         "exchanges.okx.ws_url=ws://127.0.0.1:1/ws/v5/public",
         "exchanges.okx.rest_url=http://127.0.0.1:1",
         "duration=3",
+        f"profile.local_archive_dir={tmp_path / 'archive'}",
         "metrics.port=null",
         "capture.record=false",
         "hydra.run.dir=" + str(tmp_path),
@@ -129,7 +131,14 @@ def test_ctrl_c_stops_cleanly(tmp_path: Path) -> None:
 
 
 def test_metrics_endpoint_serves_prometheus_text(compose, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    cfg = load_config(compose("metrics.port=0", "capture.record=false", "view.enabled=false"))
+    cfg = load_config(
+        compose(
+            "metrics.port=0",
+            "capture.record=false",
+            "view.enabled=false",
+            f"profile.local_archive_dir={tmp_path}",
+        )
+    )
 
     async def go() -> str:
         pipe = Pipeline(cfg)

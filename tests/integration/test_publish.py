@@ -12,6 +12,7 @@ import redis
 from orchestrator.config import load_config
 from orchestrator.data import records as rec
 from orchestrator.data.bus import stream_name
+from orchestrator.data.local import LocalArchive
 from orchestrator.pipeline import Pipeline
 
 pytestmark = pytest.mark.integration
@@ -70,9 +71,17 @@ def test_distributed_profile_publishes_to_redis_streams(
         client.close()
 
 
-def test_embedded_profile_uses_the_in_process_bus(compose: Any) -> None:
+def test_embedded_profile_uses_the_in_process_bus_and_the_local_archive(
+    compose: Any, tmp_path: Any
+) -> None:
     cfg = load_config(
-        compose("duration=3", "metrics.port=null", "capture.record=false", "view.enabled=false")
+        compose(
+            "duration=3",
+            "metrics.port=null",
+            "capture.record=false",
+            "view.enabled=false",
+            f"profile.local_archive_dir={tmp_path}",
+        )
     )
     pipe = _run(cfg)
 
@@ -85,3 +94,23 @@ def test_embedded_profile_uses_the_in_process_bus(compose: Any) -> None:
     got = asyncio.run(lengths())
     assert got["tops"] > 0 and got["ledger"] > 0
     assert pipe.bus.stats.dropped == 0
+    # everything published was persisted once into the embedded archive
+    with LocalArchive(tmp_path / "archive.sqlite") as local:
+        assert local.count(rec.RecordKind.TRADE) == pipe.publisher.published["trades"] > 0
+        assert local.count(rec.RecordKind.TOP) == pipe.publisher.published["tops"]
+        assert local.count(rec.RecordKind.LEDGER) == pipe.publisher.published["ledger"]
+        reg = pipe.publisher.registry
+        inst = reg.instrument_id("okx", "spot", "BTC-USDT")
+        venue = reg.venue_id("okx")
+        kinds = [
+            rec.LedgerKind(int(k))
+            for batch in local.read(rec.RecordKind.LEDGER, [inst], 0, 2**62)
+            for k in batch["kind"]
+        ]
+        assert kinds[0] is rec.LedgerKind.START and kinds[-1] is rec.LedgerKind.STOP
+        first = next(local.read(rec.RecordKind.LEDGER, [inst], 0, 2**62))["exch_ns"][0]
+        last = list(local.read(rec.RecordKind.LEDGER, [inst], 0, 2**62))[-1]["exch_ns"][-1]
+        cov = local.coverage(venue, inst, int(first), int(last))
+        # complete from the moment the book went live to the stop
+        assert cov.complete and cov.complete[-1].end_ns == int(last)
+        assert all(g.reason in ("gap", "disconnect") for g in cov.gaps)

@@ -90,6 +90,7 @@ def test_default_run_validates_and_exits_cleanly(tmp_path: Path):
         "duration=1",
         "metrics.port=null",
         "capture.dir=" + str(tmp_path / "cap"),
+        "profile.local_archive_dir=" + str(tmp_path / "archive"),
         cwd=tmp_path,
     )
     assert res.returncode == 0, res.stderr
