@@ -50,7 +50,7 @@ from ext.feed import (
 from orchestrator.instruments import MetadataError, apply_scales, load_scales
 from orchestrator.net.backoff import Backoff, ConnectBudget
 from orchestrator.net.rest import RestClient, RestError
-from orchestrator.net.ws import EventKind, SessionEvent, WsSession
+from orchestrator.net.ws import EventKind, SessionEvent, WsPolicy, WsSession
 from orchestrator.venues.base import Connection, VenueSpec
 
 __all__ = ["BookState", "LedgerEvent", "LedgerKind", "VenueCollector"]
@@ -146,6 +146,8 @@ class VenueCollector:
         Binance: seconds to let diffs buffer before the first snapshot request.
     resubscribe_after
         OKX: seconds a book may wait for its snapshot before it is requested again.
+    policy
+        Connection rules overriding the venue's (tests, tuning).
     """
 
     def __init__(
@@ -161,6 +163,7 @@ class VenueCollector:
         check_interval: float = 0.25,
         snapshot_delay: float = 0.3,
         resubscribe_after: float = 5.0,
+        policy: WsPolicy | None = None,
     ) -> None:
         if not symbols:
             raise ValueError(f"{spec.name}: no symbols to collect")
@@ -178,6 +181,7 @@ class VenueCollector:
         self.check_interval = check_interval
         self.snapshot_delay = snapshot_delay
         self.resubscribe_after = resubscribe_after
+        self.policy = policy or spec.policy
         self.feed = spec.make_feed()
         self.book_channel = spec.book_channel(self.channels)
         self.connections: list[Connection] = spec.connections(ws_url, self.symbols, self.channels)
@@ -212,7 +216,7 @@ class VenueCollector:
                 conn.url,
                 self._frame_handler(name),
                 subscribe=functools.partial(_messages, conn),
-                policy=self.spec.policy,
+                policy=self.policy,
                 budget=self.budget,
                 backoff=Backoff(),
                 on_event=self._session_event,
