@@ -8,6 +8,9 @@ book, trades, bookTicker cross-checks) - and, as the same-run reference, the sam
 and frames decoded with ``json.loads`` into a ``sortedcontainers`` book with ``Decimal``
 values (what a typical Python collector does).
 
+A third variant also updates, after every frame, the live job's indicator set on the book
+(order-flow imbalance, EMA of the mid, top-10 imbalance; one ``ext`` call each).
+
 ``extra_info``: ``frames_per_s`` sustained from first to last frame, and the receive ->
 applied latency ``p50_us``/``p99_us``/``p999_us`` (the receive stamp is taken when picows
 hands the frame over, so socket queueing is excluded: it is our processing cost).
@@ -31,6 +34,8 @@ from picows import WSListener, WSMsgType, WSTransport, ws_create_server
 from sortedcontainers import SortedDict
 
 from ext.binance import BinanceFeed
+from ext.flow import OrderFlowImbalance, book_imbalance
+from ext.indicators import Ema
 from orchestrator.capture import read_capture
 from orchestrator.net.ws import WsPolicy, WsSession
 
@@ -131,6 +136,28 @@ def _ext_handler() -> Callable[[memoryview, int], None]:
     return handle
 
 
+def _ext_signals_handler() -> Callable[[memoryview, int], None]:
+    """Books plus, after every frame, the indicator set of the live job (one ext call each)."""
+    feed = BinanceFeed("spot")
+    feed.on_snapshot("ETHUSDT", SNAPSHOT)
+    book = feed.book("ETHUSDT", "depth")
+    assert book is not None
+    on_frame = feed.on_frame
+    ofi = OrderFlowImbalance(10 * 10**9, "time")
+    ema = Ema(20)
+    ofi_update = ofi.update_book
+    ema_update = ema.update
+    mid = book.mid
+
+    def handle(payload: memoryview, recv_ns: int) -> None:
+        on_frame(payload, recv_ns)
+        ofi_update(book, recv_ns)
+        ema_update(mid())
+        book_imbalance(book, 10)
+
+    return handle
+
+
 def _python_handler() -> Callable[[memoryview, int], None]:
     snap = json.loads(SNAPSHOT)
     bids: SortedDict = SortedDict({Decimal(p): Decimal(q) for p, q in snap["bids"]})
@@ -156,7 +183,12 @@ def _python_handler() -> Callable[[memoryview, int], None]:
 
 
 @pytest.mark.parametrize(
-    ("name", "make"), [("ext", _ext_handler), ("python_reference", _python_handler)]
+    ("name", "make"),
+    [
+        ("ext", _ext_handler),
+        ("ext_with_signals", _ext_signals_handler),
+        ("python_reference", _python_handler),
+    ],
 )
 def test_live_loopback_binance_stream(benchmark: Any, name: str, make: Any) -> None:
     benchmark.group = "live: loopback WS -> book (Binance ETHUSDT)"

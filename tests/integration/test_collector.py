@@ -365,3 +365,21 @@ def test_soak_high_rate_memory_and_lag_stay_bounded() -> None:
 
     run(body, timeout=90)
     assert LedgerKind.GAP not in [e.kind for e in events]
+
+
+def test_binance_server_pings_are_answered_so_the_connection_stays() -> None:
+    """The simulator drops clients that do not pong within the timeout (as Binance does)."""
+    events: list[LedgerEvent] = []
+
+    async def body() -> None:
+        cfg = SimConfig(seed=29, binance_ping_interval=0.2, binance_pong_timeout=0.6)
+        async with Simulator(cfg) as sim:
+            col = collector(sim, "binance", events)
+            async with col:
+                await wait_until(lambda: col.state("BTCUSDT") is BookState.LIVE, what="LIVE")
+                await asyncio.sleep(3.0)  # ~15 pings, each needing a pong within 0.6 s
+                assert sim.stats()["binance"].get("pong_timeouts", 0) == 0
+                assert col.status()["reconnects"] == 0
+
+    run(body)
+    assert LedgerKind.DISCONNECTED not in [e.kind for e in events[:-1]]
