@@ -97,6 +97,7 @@ class Pipeline:
         self.local_archive: LocalArchive | None = None
         self._persist_streams: set[str] = set()
         self.persisted = 0
+        self.persist_lag_ms = 0.0
         self._stop = asyncio.Event()
         self._started = 0.0
         self._last_frames: dict[str, int] = {}
@@ -306,6 +307,8 @@ class Pipeline:
         if not self._persist_streams:
             return
         streams = sorted(self._persist_streams)
+        lags = [await self.bus.lag(s, "persist") for s in streams]
+        self.persist_lag_ms = max((lag.lag_ms for lag in lags), default=0.0)
         while True:
             entries: list[Entry] = await self.bus.read(
                 "persist", "local", streams, count=500, block_ms=0
@@ -405,7 +408,16 @@ class Pipeline:
         return Snapshot(elapsed=elapsed, rows=rows, capture=str(self.capture_path or ""))
 
     def _metrics_text(self) -> str:
-        return render_metrics(self.snapshot(), self.collectors)
+        stats = self.bus.stats
+        bus = {
+            "published_total": float(stats.published),
+            "flushed_total": float(stats.flushed),
+            "dropped_total": float(stats.dropped),
+            "flush_failures_total": float(stats.flush_failures),
+            "buffered": float(stats.buffered),
+            "persist_lag_seconds": self.persist_lag_ms / 1e3,
+        }
+        return render_metrics(self.snapshot(), self.collectors, bus)
 
     def summary(self) -> list[str]:
         """Return closing lines: per exchange frames, gaps, resyncs, reconnects."""

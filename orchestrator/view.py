@@ -72,8 +72,10 @@ def _labels(**kw: str) -> str:
     return "{" + inner + "}"
 
 
-def render_metrics(snap: Snapshot, collectors: Sequence[VenueCollector]) -> str:
-    """Prometheus text exposition (version 0.0.4) of the run."""
+def render_metrics(
+    snap: Snapshot, collectors: Sequence[VenueCollector], bus: dict[str, float] | None = None
+) -> str:
+    """Prometheus text exposition (version 0.0.4) of the run (``bus``: bus counters)."""
     out: list[str] = []
 
     def metric(name: str, kind: str, help_text: str, samples: list[tuple[str, float]]) -> None:
@@ -142,6 +144,9 @@ def render_metrics(snap: Snapshot, collectors: Sequence[VenueCollector]) -> str:
             if r.get(key) is not None and r[key] == r[key]
         ]
         metric(f"signal_{key}", "gauge", help_text, samples)
+    for key, value in (bus or {}).items():
+        kind = "counter" if key.endswith("_total") else "gauge"
+        metric(f"bus_{key}", kind, f"Event bus {key.replace('_', ' ')}.", [("", value)])
     return "\n".join(out) + "\n"
 
 

@@ -164,3 +164,5 @@ def test_metrics_endpoint_serves_prometheus_text(compose, tmp_path: Path) -> Non
     assert "# TYPE slipstream_frames_total counter" in text
     assert 'slipstream_apply_latency_seconds{exchange="binance",quantile="0.99"}' in text
     assert 'slipstream_signal_imbalance{exchange="okx_swap",symbol="BTC-USDT-SWAP"}' in text
+    assert "slipstream_bus_dropped_total 0" in text
+    assert "slipstream_bus_persist_lag_seconds " in text
