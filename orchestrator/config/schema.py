@@ -24,6 +24,9 @@ __all__ = [
     "ArchiveKind",
     "BusKind",
     "CaptureConfig",
+    "CeleryBridgeConfig",
+    "CeleryConfig",
+    "CeleryWorkerConfig",
     "CredentialsConfig",
     "ExchangeConfig",
     "Market",
@@ -184,6 +187,57 @@ class MetricsConfig:
     port: int | None = 9464
 
 
+def _default_celery_routes() -> dict[str, str]:
+    return {
+        "orchestrator.data.tasks.persist_*": "persist",
+        "orchestrator.backtest.*": "backtest",
+        "orchestrator.execution.*": "execute",
+    }
+
+
+@dataclass(frozen=True)
+class CeleryWorkerConfig:
+    """What ``python -m orchestrator.worker`` starts (shorthands ``queues=``, ``concurrency=``)."""
+
+    queues: list[str] = field(default_factory=lambda: ["persist"])
+    concurrency: int = 1
+    pool: str = "prefork"
+    loglevel: str = "INFO"
+    migrate: bool = True
+
+
+@dataclass(frozen=True)
+class CeleryBridgeConfig:
+    """The Redis Streams -> Celery bridge (:mod:`orchestrator.data.bridge`)."""
+
+    group: str = "persist"
+    pattern: str = "md:*"
+    entries_per_task: int = 32
+    block_ms: int = 200
+    linger_ms: int = 100
+    claim_idle_s: float = 60.0
+
+
+@dataclass(frozen=True)
+class CeleryConfig:
+    """Celery app settings (broker and backend URLs live under ``services``).
+
+    ``visibility_timeout`` / ``restore_interval`` apply to workers of short-task queues:
+    a killed worker's task comes back after about their sum. Workers consuming any of
+    ``long_queues`` use ``long_visibility_timeout`` and separate broker bookkeeping keys.
+    """
+
+    visibility_timeout: float = 10.0
+    restore_interval: float = 1.0
+    long_queues: list[str] = field(default_factory=lambda: ["backtest"])
+    long_visibility_timeout: float = 21600.0
+    retry_backoff_max: float = 4.0
+    socket_timeout: float = 5.0
+    routes: dict[str, str] = field(default_factory=_default_celery_routes)
+    worker: CeleryWorkerConfig = field(default_factory=CeleryWorkerConfig)
+    bridge: CeleryBridgeConfig = field(default_factory=CeleryBridgeConfig)
+
+
 @dataclass(frozen=True)
 class AppConfig:
     """The whole composed configuration (``conf/config.yaml``)."""
@@ -199,3 +253,4 @@ class AppConfig:
     capture: CaptureConfig = field(default_factory=CaptureConfig)
     view: ViewConfig = field(default_factory=ViewConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    celery: CeleryConfig = field(default_factory=CeleryConfig)
