@@ -26,7 +26,15 @@ from orchestrator.capture.formats import detect_format, read_capture
 from orchestrator.capture.records import CaptureFormatError, CaptureFrame
 from orchestrator.instruments import InstrumentScales, apply_scales
 
-__all__ = ["okx_market", "replay_frames", "venue_label", "verify_files"]
+__all__ = [
+    "FeedType",
+    "ReplaySession",
+    "merged_frames",
+    "okx_market",
+    "replay_frames",
+    "venue_label",
+    "verify_files",
+]
 
 _SYMBOL = re.compile(rb'"s"\s*:\s*"([A-Za-z0-9_\-]+)"')
 _DEPTH = re.compile(rb'"e"\s*:\s*"depthUpdate"')
@@ -42,8 +50,8 @@ def okx_market(inst_id: str) -> str:
     return "futures" if len(parts) == 3 else "option"
 
 
-def _merged(paths: Sequence[Path]) -> Iterator[tuple[int, CaptureFrame]]:
-    """Frames of all ``paths`` by receive time (ties keep file order)."""
+def merged_frames(paths: Sequence[Path]) -> Iterator[tuple[int, CaptureFrame]]:
+    """``(file_index, frame)`` of all ``paths`` by receive time (ties keep file order)."""
 
     def tagged(i: int, p: Path) -> Iterator[tuple[int, int, int, CaptureFrame]]:
         for j, frame in enumerate(read_capture(p)):
@@ -53,19 +61,32 @@ def _merged(paths: Sequence[Path]) -> Iterator[tuple[int, CaptureFrame]]:
         yield i, frame
 
 
-class _Session:
-    """Feeds per venue/market plus the bookkeeping for snapshots that name no symbol."""
+FeedType = BinanceFeed | OkxFeed
+
+
+class ReplaySession:
+    """Feeds per venue/market for replaying captures, one frame at a time.
+
+    Binance REST snapshots that name no symbol (hftbacktest files) are held until their
+    file's first depth frame says which symbol it carries.
+
+    Parameters
+    ----------
+    scales
+        Instrument scales from venue metadata (inferred from the data when absent).
+    """
 
     def __init__(self, scales: Sequence[InstrumentScales] = ()) -> None:
         self.scales = list(scales)
-        self.feeds: dict[tuple[str, str], Feed] = {}
+        self.feeds: dict[tuple[str, str], FeedType] = {}
         self.file_symbol: dict[int, str] = {}
         self.held: dict[int, list[CaptureFrame]] = {}
 
-    def feed(self, frame: CaptureFrame) -> Feed:
+    def feed(self, frame: CaptureFrame) -> tuple[str, FeedType]:
+        """Return the ``(venue label, feed)`` parsing ``frame`` (created on first use)."""
+        label = venue_label(frame)
         market = frame.market if frame.venue == "binance" else "okx"
-        key = (venue_label(frame), market)
-        feed = self.feeds.get(key)
+        feed = self.feeds.get((label, market))
         if feed is None:
             if frame.venue == "binance":
                 if market not in ("spot", "usdm", "coinm"):
@@ -78,36 +99,38 @@ class _Session:
             else:
                 raise CaptureFormatError(f"no parser for venue {frame.venue!r}", "?")
             apply_scales(feed, self.scales)
-            self.feeds[key] = feed
-        return feed
+            self.feeds[(label, market)] = feed
+        return label, feed
 
-    def on_frame(self, file_index: int, frame: CaptureFrame) -> None:
+    def on_frame(self, file_index: int, frame: CaptureFrame) -> list[tuple[str, FeedType, int]]:
+        """Apply one frame; returns ``(venue, feed, result code)`` of what was applied."""
         if frame.kind == "rest":
-            self._snapshot(file_index, frame)
-            return
+            return self._snapshot(file_index, frame)
         if frame.kind != "ws":
-            return
-        feed = self.feed(frame)
-        assert isinstance(feed, BinanceFeed | OkxFeed)
-        feed.on_frame(frame.payload, frame.recv_ns)
+            return []
+        label, feed = self.feed(frame)
+        result = feed.on_frame(frame.payload, frame.recv_ns)
+        applied = [(label, feed, result)]
         if frame.venue == "binance" and file_index not in self.file_symbol:
             m = _SYMBOL.search(frame.payload) if _DEPTH.search(frame.payload) else None
             if m is not None:
                 self.file_symbol[file_index] = m.group(1).decode()
                 for held in self.held.pop(file_index, []):
-                    self._snapshot(file_index, held)
+                    applied += self._snapshot(file_index, held)
+        return applied
 
-    def _snapshot(self, file_index: int, frame: CaptureFrame) -> None:
+    def _snapshot(self, file_index: int, frame: CaptureFrame) -> list[tuple[str, FeedType, int]]:
         if frame.venue != "binance":
-            return  # OKX books come with their own snapshots on the socket
+            return []  # OKX books come with their own snapshots on the socket
         query = parse_qs(urlsplit(frame.source).query) if frame.source else {}
         symbol = query.get("symbol", [None])[0] or self.file_symbol.get(file_index)
         if symbol is None:
             self.held.setdefault(file_index, []).append(frame)
-            return
-        feed = self.feed(frame)
+            return []
+        label, feed = self.feed(frame)
         assert isinstance(feed, BinanceFeed)
-        feed.on_snapshot(symbol.upper(), frame.payload, frame.recv_ns)
+        result = feed.on_snapshot(symbol.upper(), frame.payload, frame.recv_ns)
+        return [(label, feed, result)]
 
 
 def venue_label(frame: CaptureFrame) -> str:
@@ -124,7 +147,7 @@ def replay_frames(
 
     ``scales`` (from venue metadata) fix instruments' scales; without them they are inferred.
     """
-    session = _Session(scales)
+    session = ReplaySession(scales)
     for file_index, frame in frames:
         session.on_frame(file_index, frame)
     if session.held:
@@ -223,7 +246,7 @@ def verify_files(
         for p, f in zip(files, formats, strict=True):
             if detect_format(p) != f:
                 raise CaptureFormatError(f"not a {f} capture", p)
-    feeds = replay_frames(_merged(files), scales)
+    feeds = replay_frames(merged_frames(files), scales)
     books: list[dict[str, Any]] = []
     trades: list[dict[str, Any]] = []
     for label, feed in feeds:

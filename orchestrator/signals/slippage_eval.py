@@ -28,23 +28,19 @@ from __future__ import annotations
 import heapq
 import math
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
 import numpy as np
 import numpy.typing as npt
 
-from ext.binance import BinanceFeed
 from ext.book import ASK, BID, OrderBook
 from ext.feed import SNAPSHOT, TICKER, UPDATE
-from ext.okx import OkxFeed
 from ext.predict import SlippageModel
-from orchestrator.capture.formats import read_capture
-from orchestrator.capture.records import CaptureFormatError, CaptureFrame
-from orchestrator.capture.verify import okx_market, venue_label
+from orchestrator.capture.records import CaptureFormatError
+from orchestrator.capture.verify import FeedType, ReplaySession, merged_frames, okx_market
 from orchestrator.errors import SlipstreamError
 
 __all__ = [
@@ -78,8 +74,6 @@ _NF = len(FEATURE_NAMES)
 #: Ridge candidates, as multiples of the number of training rows (features are O(1)).
 RIDGE_GRID: tuple[float, ...] = (1e-6, 1e-4, 1e-2, 1.0)
 
-_SYMBOL = re.compile(rb'"s"\s*:\s*"([A-Za-z0-9_\-]+)"')
-_DEPTH = re.compile(rb'"e"\s*:\s*"depthUpdate"')
 _TICKER_FIELD = re.compile(rb'"([sbBaA])"\s*:\s*"([^"]*)"')
 _TICKER_ID = re.compile(rb'"u"\s*:\s*(\d+)')
 
@@ -200,77 +194,6 @@ class EvalConfig:
 
 
 # ---------------------------------------------------------------------------- replay
-
-
-def _merged(paths: Sequence[Path]) -> Iterator[tuple[int, CaptureFrame]]:
-    """Frames of all ``paths`` by receive time (ties keep file order)."""
-
-    def tagged(i: int, p: Path) -> Iterator[tuple[int, int, int, CaptureFrame]]:
-        for j, frame in enumerate(read_capture(p)):
-            yield frame.recv_ns, i, j, frame
-
-    for _, i, _, frame in heapq.merge(*(tagged(i, p) for i, p in enumerate(paths))):
-        yield i, frame
-
-
-FeedType = BinanceFeed | OkxFeed
-
-
-class _Replay:
-    """Feeds per venue/market; Binance REST snapshots wait for their file's symbol."""
-
-    def __init__(self) -> None:
-        self.feeds: dict[tuple[str, str], FeedType] = {}
-        self.file_symbol: dict[int, str] = {}
-        self.held: dict[int, list[CaptureFrame]] = {}
-
-    def feed(self, frame: CaptureFrame) -> tuple[str, FeedType]:
-        label = venue_label(frame)
-        market = frame.market if frame.venue == "binance" else "okx"
-        feed = self.feeds.get((label, market))
-        if feed is None:
-            if frame.venue == "binance":
-                if market not in ("spot", "usdm", "coinm"):
-                    raise CaptureFormatError(
-                        f"Binance capture of unknown market {frame.market!r}", frame.conn_id or "?"
-                    )
-                feed = BinanceFeed(market)
-            elif frame.venue == "okx":
-                feed = OkxFeed()
-            else:
-                raise CaptureFormatError(f"no parser for venue {frame.venue!r}", "?")
-            self.feeds[(label, market)] = feed
-        return label, feed
-
-    def on_frame(self, file_index: int, frame: CaptureFrame) -> list[tuple[str, FeedType, int]]:
-        """Apply one frame; returns ``(venue, feed, result)`` for what was applied."""
-        if frame.kind == "rest":
-            return self._snapshot(file_index, frame)
-        if frame.kind != "ws":
-            return []
-        label, feed = self.feed(frame)
-        result = feed.on_frame(frame.payload, frame.recv_ns)
-        applied = [(label, feed, result)]
-        if frame.venue == "binance" and file_index not in self.file_symbol:
-            m = _SYMBOL.search(frame.payload) if _DEPTH.search(frame.payload) else None
-            if m is not None:
-                self.file_symbol[file_index] = m.group(1).decode()
-                for held in self.held.pop(file_index, []):
-                    applied += self._snapshot(file_index, held)
-        return applied
-
-    def _snapshot(self, file_index: int, frame: CaptureFrame) -> list[tuple[str, FeedType, int]]:
-        if frame.venue != "binance":
-            return []  # OKX books come with their own snapshots on the socket
-        query = parse_qs(urlsplit(frame.source).query) if frame.source else {}
-        symbol = query.get("symbol", [None])[0] or self.file_symbol.get(file_index)
-        if symbol is None:
-            self.held.setdefault(file_index, []).append(frame)
-            return []
-        label, feed = self.feed(frame)
-        assert isinstance(feed, BinanceFeed)
-        feed.on_snapshot(symbol.upper(), frame.payload, frame.recv_ns)
-        return [(label, feed, SNAPSHOT)]
 
 
 # ---------------------------------------------------------------------------- features
@@ -588,7 +511,7 @@ def _parse_ticker(
 
 def _replay(files: Sequence[Path], cfg: EvalConfig) -> list[_Tracker]:
     """Replay the session, deciding and realizing virtual orders as the clock passes."""
-    replay = _Replay()
+    replay = ReplaySession()
     rng = np.random.default_rng(cfg.seed)
     trackers: dict[tuple[int, str, str], _Tracker] = {}  # (id(feed), symbol, channel)
     by_feed_symbol: dict[tuple[int, str], list[_Tracker]] = {}
@@ -650,7 +573,7 @@ def _replay(files: Sequence[Path], cfg: EvalConfig) -> list[_Tracker]:
             by_feed_symbol.setdefault((id(feed), symbol), []).append(tr)
             schedule_decision(tr, t_ns + warmup_ns)
 
-    for file_index, frame in _merged(files):
+    for file_index, frame in merged_frames(files):
         r = frame.recv_ns
         if r > 0:
             saw_clock = True
