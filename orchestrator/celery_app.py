@@ -325,10 +325,10 @@ def _on_worker_setup(sender: Any = None, instance: Any = None, **kwargs: Any) ->
             vt,
         )
     if "persist" in queues and cfg.celery.worker.migrate:
-        from orchestrator.data.archive import migrate
+        from orchestrator.data.archive import archive_settings, migrate
 
         try:
-            report = migrate(cfg.services.database_url)
+            report = migrate(cfg.services.database_url, archive_settings(cfg.archive))
             log.info("archive migrated (%s, applied %s)", report.variant, list(report.applied))
         except ServiceUnavailableError as exc:
             log.warning("archive not migrated at start (tasks migrate when it is back): %s", exc)

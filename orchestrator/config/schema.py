@@ -21,6 +21,7 @@ from omegaconf import MISSING
 __all__ = [
     "STRATEGY_SCHEMAS",
     "AppConfig",
+    "ArchiveConfig",
     "ArchiveKind",
     "BusKind",
     "CaptureConfig",
@@ -163,6 +164,31 @@ class ServicesConfig:
 
 
 @dataclass(frozen=True)
+class ArchiveConfig:
+    """PostgreSQL / TimescaleDB archive settings (``orchestrator.data.archive.ArchiveSettings``)."""
+
+    timescale: str = "auto"
+    chunk_days: int = 1
+    ahead_days: int = 3
+    compress_after_days: int | None = 7
+    retention_days: dict[str, int | None] = field(
+        default_factory=lambda: {
+            "deltas": 30,
+            "book_snapshots": 30,
+            "tops": 30,
+            "trades": 365,
+            "signals": 90,
+            "orders": None,
+            "fills": None,
+            "ledger": 365,
+        }
+    )
+    bars_refresh_days: int = 2
+    max_batch_days: int = 31
+    batch_key_days: int = 7
+
+
+@dataclass(frozen=True)
 class CaptureConfig:
     """Raw capture of every received frame (``slipstream-raw`` gzip files)."""
 
@@ -250,6 +276,7 @@ class AppConfig:
     profile: ProfileConfig = MISSING
     mode: ModeConfig = MISSING
     services: ServicesConfig = field(default_factory=ServicesConfig)
+    archive: ArchiveConfig = field(default_factory=ArchiveConfig)
     capture: CaptureConfig = field(default_factory=CaptureConfig)
     view: ViewConfig = field(default_factory=ViewConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)

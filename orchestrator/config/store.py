@@ -20,7 +20,7 @@ from omegaconf.errors import OmegaConfBaseException
 from orchestrator.config import schema
 from orchestrator.config.env import supported_exchanges
 from orchestrator.config.secrets import redact_url
-from orchestrator.errors import ConfigError
+from orchestrator.errors import ConfigError, SlipstreamError
 
 __all__ = ["load_config", "register_configs", "thaw", "validate"]
 
@@ -210,3 +210,9 @@ def validate(cfg: schema.AppConfig) -> None:
         raise ConfigError(f"duration must be positive seconds, was {cfg.duration}")
     if cfg.log_level.upper() not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
         raise ConfigError(f"log_level must be DEBUG, INFO, WARNING or ERROR, was {cfg.log_level!r}")
+    from orchestrator.data.archive import archive_settings
+
+    try:
+        archive_settings(cfg.archive)
+    except (TypeError, ValueError, SlipstreamError) as exc:
+        raise ConfigError(f"archive.{exc}") from None

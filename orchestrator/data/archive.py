@@ -80,6 +80,7 @@ __all__ = [
     "InsertResult",
     "MigrateReport",
     "Window",
+    "archive_settings",
     "build_copy_payload",
     "connect",
     "decode_copy_payload",
@@ -170,6 +171,26 @@ class ArchiveSettings:
                 raise ArchiveError(f"retention_days names unknown table {table!r}")
             if days is not None and days < 1:
                 raise ArchiveError(f"retention_days[{table!r}] must be >= 1 or null, was {days}")
+
+
+def archive_settings(cfg: Any) -> ArchiveSettings:
+    """:class:`ArchiveSettings` from the ``archive:`` config section (``ArchiveConfig``).
+
+    Raises
+    ------
+    ValueError
+        If a value is out of range (the message names it).
+    """
+    return ArchiveSettings(
+        timescale=cfg.timescale,
+        chunk_days=cfg.chunk_days,
+        ahead_days=cfg.ahead_days,
+        compress_after_days=cfg.compress_after_days,
+        retention_days=dict(cfg.retention_days),
+        bars_refresh_days=cfg.bars_refresh_days,
+        max_batch_days=cfg.max_batch_days,
+        batch_key_days=cfg.batch_key_days,
+    )
 
 
 @dataclass(frozen=True)

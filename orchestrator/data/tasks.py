@@ -38,7 +38,7 @@ import numpy.typing as npt
 
 from orchestrator.celery_app import PERSIST_TASK, app, current_config
 from orchestrator.config.secrets import redact_url
-from orchestrator.data.archive import Archive, ArchiveError, ArchiveSettings
+from orchestrator.data.archive import Archive, ArchiveError, ArchiveSettings, archive_settings
 from orchestrator.data.bus import PAYLOAD_FIELD
 from orchestrator.data.records import BatchFormatError, RecordKind, decode_batch
 from orchestrator.errors import ServiceUnavailableError
@@ -210,7 +210,9 @@ def persist_range(
     cfg = current_config() if redis_url is None or dsn is None else None
     redis_url = redis_url or (cfg.services.redis_url if cfg else "")
     dsn = dsn or (cfg.services.database_url if cfg else "")
-    archive, client = _handles.get(redis_url, dsn, settings or ArchiveSettings())
+    if settings is None:
+        settings = archive_settings((cfg or current_config()).archive)
+    archive, client = _handles.get(redis_url, dsn, settings)
     if runs:
         reply = []
         for run_first, run_last in runs:

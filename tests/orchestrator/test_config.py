@@ -217,3 +217,15 @@ def test_dotenv_bad_line_names_line_not_content(tmp_path: Path, clean_env):
 
 def test_missing_dotenv_is_fine(tmp_path: Path):
     assert load_dotenv(tmp_path / "nope.env") == []
+
+
+def test_archive_settings_come_from_the_config(compose):
+    from orchestrator.data.archive import archive_settings
+
+    cfg = load_config(compose("archive.ahead_days=5", "archive.retention_days.trades=30"))
+    settings = archive_settings(cfg.archive)
+    assert settings.ahead_days == 5
+    assert settings.retention_days["trades"] == 30
+    assert settings.retention_days["orders"] is None
+    with pytest.raises(ConfigError, match="archive.chunk_days must be >= 1"):
+        load_config(compose("archive.chunk_days=0"))
