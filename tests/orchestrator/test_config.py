@@ -227,5 +227,5 @@ def test_archive_settings_come_from_the_config(compose):
     assert settings.ahead_days == 5
     assert settings.retention_days["trades"] == 30
     assert settings.retention_days["orders"] is None
-    with pytest.raises(ConfigError, match="archive.chunk_days must be >= 1"):
+    with pytest.raises(ConfigError, match=r"archive\.chunk_days must be >= 1"):
         load_config(compose("archive.chunk_days=0"))
