@@ -183,10 +183,13 @@ cdef inline double ind_mom_of(double x, double old) noexcept nogil:
 
 
 cdef inline double ind_roc_of(double x, double old) noexcept nogil:
-    """TA-Lib ROC: ``(x / old - 1) * 100``, 0 when ``old == 0``."""
-    if old != 0.0:
-        return (x / old - 1.0) * 100.0
-    return 0.0 if old == old else NAN
+    """TA-Lib ROC: ``(x / old - 1) * 100``, 0 when ``old == 0`` (NaN in, NaN out).
+
+    Branch-free (the quotient is computed, then discarded when ``old == 0``) so the batch
+    kernel vectorizes; the FP exception flags are not part of the contract.
+    """
+    cdef double r = (x / old - 1.0) * 100.0
+    return r if old != 0.0 else 0.0
 
 
 cdef inline double ind_mom_update(IndLag* s, double x) noexcept nogil:
@@ -348,48 +351,66 @@ cdef struct IndBoll:
     double dn
 
 
-cdef inline void ind_sma_recompute(IndSma* s) noexcept nogil:
-    """Exact sums of a full ring: shift = naive mean, sum = sum of (x - shift), in
-    chronological order (so streaming and batch states recompute identically)."""
-    cdef Py_ssize_t i, j, p = s.period
-    cdef double acc = 0.0
-    j = s.pos
-    for i in range(p):
-        acc += s.ring[j]
-        j += 1
-        if j == p:
-            j = 0
-    s.shift = acc * s.inv_p
+cdef inline void ind_sma_exact(IndSma* s, const double* a, Py_ssize_t na, const double* b,
+                               Py_ssize_t nb) noexcept nogil:
+    """Exact sums of a full window given as ``a[:na]`` then ``b[:nb]`` (chronological,
+    ``na + nb == period``): shift = naive mean, sum = sum of (x - shift), asum = sum of
+    |x|. The ring (streaming) and the input array (batch) give the same bits."""
+    cdef Py_ssize_t i
+    cdef double acc = 0.0, sh
+    for i in range(na):
+        acc += a[i]
+    for i in range(nb):
+        acc += b[i]
+    sh = acc * s.inv_p
     acc = 0.0
-    for i in range(p):
-        acc += s.ring[j] - s.shift
-        j += 1
-        if j == p:
-            j = 0
+    for i in range(na):
+        acc += a[i] - sh
+    for i in range(nb):
+        acc += b[i] - sh
+    s.shift = sh
     s.sum = acc
+    acc = 0.0
+    for i in range(na):
+        acc += fabs(a[i])
+    for i in range(nb):
+        acc += fabs(b[i])
+    s.asum = acc
     s.since = 0
     s.mass = 0.0
-    acc = 0.0
-    for i in range(p):
-        acc += fabs(s.ring[i])
-    s.asum = acc
+
+
+cdef inline void ind_sma_recompute(IndSma* s) noexcept nogil:
+    """``ind_sma_exact`` over the ring (full), oldest value first."""
+    ind_sma_exact(s, s.ring + s.pos, s.period - s.pos, s.ring, s.pos)
+
+
+cdef inline double ind_boll_m2_exact(const IndSma* w, const double* a, Py_ssize_t na,
+                                     const double* b, Py_ssize_t nb) noexcept nogil:
+    """Two-pass sum of squared deviations of the window ``a[:na]``, ``b[:nb]`` from its
+    mean, after ``ind_sma_exact`` of the same window."""
+    cdef Py_ssize_t i
+    cdef double acc = 0.0, d, m = w.sum * w.inv_p, sh = w.shift
+    for i in range(na):
+        d = (a[i] - sh) - m
+        acc += d * d
+    for i in range(nb):
+        d = (b[i] - sh) - m
+        acc += d * d
+    return acc
+
+
+cdef inline void ind_boll_exact(IndBoll* s, const double* a, Py_ssize_t na, const double* b,
+                                Py_ssize_t nb) noexcept nogil:
+    """``ind_sma_exact`` plus the exact sum of squared deviations (two-pass)."""
+    ind_sma_exact(&s.w, a, na, b, nb)
+    s.m2 = ind_boll_m2_exact(&s.w, a, na, b, nb)
+    s.mass = s.m2
 
 
 cdef inline void ind_boll_recompute(IndBoll* s) noexcept nogil:
-    """``ind_sma_recompute`` plus the exact sum of squared deviations (two-pass)."""
-    cdef Py_ssize_t i, j, p = s.w.period
-    cdef double acc = 0.0, d, m
-    ind_sma_recompute(&s.w)
-    m = s.w.sum * s.w.inv_p
-    j = s.w.pos
-    for i in range(p):
-        d = (s.w.ring[j] - s.w.shift) - m
-        acc += d * d
-        j += 1
-        if j == p:
-            j = 0
-    s.m2 = acc
-    s.mass = acc
+    """``ind_boll_exact`` over the ring (full), oldest value first."""
+    ind_boll_exact(s, s.w.ring + s.w.pos, s.w.period - s.w.pos, s.w.ring, s.w.pos)
 
 
 cdef inline int ind_sma_init(IndSma* s, Py_ssize_t period) noexcept nogil:
@@ -482,6 +503,22 @@ cdef inline bint ind_sma_fill(IndSma* s, double x) noexcept nogil:
     return s.n == s.period
 
 
+cdef inline void ind_sma_add(double* sm, double* mass, double* asum, double x,
+                             double old) noexcept nogil:
+    """Arithmetic core of a full-window SMA step (``x`` in, ``old`` out) on the register
+    sums: the streaming update and the batch kernel both run it."""
+    cdef double t = sm[0] + (x - old)
+    sm[0] = t
+    mass[0] += fabs(t)      # bounds the rounding of this step, in units of eps
+    asum[0] += fabs(x) - fabs(old)
+
+
+cdef inline bint ind_sma_due(const IndSma* s, double mass, double asum,
+                             Py_ssize_t since) noexcept nogil:
+    """Time for an exact recompute (rounding bound or update count)."""
+    return mass * ind_sum_guard() > asum or since >= s.every
+
+
 cdef inline double ind_sma_update(IndSma* s, double x) noexcept nogil:
     """Add ``x``; returns the mean of the last ``period`` values (NaN for the first
     ``period - 1``)."""
@@ -492,13 +529,11 @@ cdef inline double ind_sma_update(IndSma* s, double x) noexcept nogil:
         mass = s.mass
         asum = s.asum
         old = ind_sma_push(s, x, &run)
-        sm += x - old
-        mass += fabs(sm)    # bounds the rounding of this step, in units of eps
-        asum += fabs(x) - fabs(old)
+        ind_sma_add(&sm, &mass, &asum, x, old)
         s.sum = sm
         s.mass = mass
         s.asum = asum
-        if IND_UNLIKELY(mass * ind_sum_guard() > asum or s.since >= s.every):
+        if IND_UNLIKELY(ind_sma_due(s, mass, asum, s.since)):
             ind_sma_recompute(s)
             return ind_sma_mean(s)
         return ind_sma_mean_of(s, sm, x, run)
@@ -570,29 +605,42 @@ cdef inline double ind_boll_var_of(const IndBoll* s, double m2,
     return m2 * s.w.inv_p
 
 
+cdef inline double ind_boll_add(double* sm, double* m2, double* mass, double x, double old,
+                                double sh, double ip, double m_old) noexcept nogil:
+    """Arithmetic core of a full-window Bollinger step (``x`` in, ``old`` out) on the
+    register sums (shift ``sh``, ``1 / period`` ``ip``, ``m_old == sm * ip``): windowed
+    Welford update of the sum of squared deviations and its rounding bound. Returns the
+    new ``sm * ip`` (the mean is ``sh`` plus it). Streaming and batch both run it."""
+    cdef double d = x - old
+    cdef double t = sm[0] + d
+    cdef double m_new = t * ip
+    cdef double ea = x - sh
+    cdef double eb = old - sh
+    sm[0] = t
+    m2[0] += d * ((ea - m_new) + (eb - m_old))
+    mass[0] += fabs(d) * (fabs(ea) + fabs(eb))
+    return m_new
+
+
+cdef inline bint ind_boll_due(double m2, double mass) noexcept nogil:
+    """The sum of squared deviations has become small against its rounding bound."""
+    return m2 < mass * ind_m2_guard()
+
+
 cdef inline void ind_boll_step(IndBoll* s, double x) noexcept nogil:
     """Add ``x`` (read the result with ``ind_boll_var`` / ``ind_sma_mean``)."""
-    cdef double old, d, m_old, m_new, sm, m2, sh, ip, ea, eb, mass
+    cdef double old, sm, m2, mass
     cdef Py_ssize_t run
     if IND_LIKELY(s.w.n >= s.w.period):
         sm = s.w.sum
         m2 = s.m2
         mass = s.mass
-        sh = s.w.shift
-        ip = s.w.inv_p
         old = ind_sma_push(&s.w, x, &run)
-        d = x - old
-        m_old = sm * ip
-        sm += d
-        m_new = sm * ip
-        ea = x - sh
-        eb = old - sh
-        m2 += d * ((ea - m_new) + (eb - m_old))
-        mass += fabs(d) * (fabs(ea) + fabs(eb))
+        ind_boll_add(&sm, &m2, &mass, x, old, s.w.shift, s.w.inv_p, sm * s.w.inv_p)
         s.w.sum = sm
         s.m2 = m2
         s.mass = mass
-        if IND_UNLIKELY(m2 < mass * ind_m2_guard() or s.w.since >= s.w.every):
+        if IND_UNLIKELY(ind_boll_due(m2, mass) or s.w.since >= s.w.every):
             ind_boll_recompute(s)
         return
     if ind_sma_fill(&s.w, x):

@@ -28,9 +28,10 @@ cimport cython
 
 import numpy as np
 
-from libc.math cimport NAN, fabs, isfinite
+from libc.math cimport NAN, fabs, isfinite, sqrt
 from libc.stdint cimport int64_t
 from libc.stdlib cimport calloc, free, malloc
+from libc.string cimport memcpy
 from posix.time cimport CLOCK_MONOTONIC, clock_gettime, timespec
 
 __all__ = [
@@ -186,11 +187,16 @@ cdef object _out(object out, Py_ssize_t n, str name):
 
 
 cdef tuple _in_out(object x, object out, bint prices=False):
-    """``(x as float64 array, out checked or new)``; ``prices``: values must be > 0."""
+    """``(x as float64 array, out checked or new)``; ``prices``: values must be > 0. When
+    ``out`` overlaps ``x`` (in place), ``x`` is copied first: kernels may read ``x``
+    behind the point they write."""
     xa = _values(x, "x")
     if prices:
         _prices(xa, "x")
-    return xa, _out(out, xa.shape[0], "out")
+    o = _out(out, xa.shape[0], "out")
+    if out is not None and np.may_share_memory(xa, o):
+        xa = xa.copy()
+    return xa, o
 
 
 cdef object _outs(object out, Py_ssize_t n, Py_ssize_t k, str name):
@@ -277,6 +283,77 @@ cdef inline const int64_t* _tptr(object a):
     return &v[0] if v.shape[0] else NULL
 
 
+# ---------------------------------------------------------------- SIMD spans (C)
+# Lane-wise the same IEEE operations, in the same order, as the scalar cores of the .pxd,
+# so results are bitwise equal to the streaming path (tested). SSE2 is part of x86-64;
+# elsewhere the spans do nothing and the scalar loops cover every point.
+
+cdef extern from *:
+    """
+    #if defined(__SSE2__)
+    #include <emmintrin.h>
+    /* sqrt as one sqrtsd (correctly rounded, as libm's), with no errno branch. */
+    static inline double ind_sqrt(double v) {
+        __m128d a = _mm_set_sd(v);
+        return _mm_cvtsd_f64(_mm_sqrt_sd(a, a));
+    }
+    /* ind_roc_of on pairs: r = (x / old - 1) * 100, 0 where old == 0 (NaN stays NaN). */
+    static Py_ssize_t ind_roc_span2(const double* x, const double* old, double* o,
+                                    Py_ssize_t n) {
+        const __m128d one = _mm_set1_pd(1.0), hundred = _mm_set1_pd(100.0);
+        const __m128d zero = _mm_setzero_pd();
+        Py_ssize_t i = 0;
+        for (; i + 2 <= n; i += 2) {
+            __m128d a = _mm_loadu_pd(x + i), b = _mm_loadu_pd(old + i);
+            __m128d r = _mm_mul_pd(_mm_sub_pd(_mm_div_pd(a, b), one), hundred);
+            _mm_storeu_pd(o + i, _mm_and_pd(r, _mm_cmpneq_pd(b, zero)));
+        }
+        return i;
+    }
+    /* Bollinger outputs of pairs from window means m and stdevs sd:
+       upper = m + up * sd, lower = m - dn * sd, z = (x - m) / sd if sd > 0, 0 if sd == 0,
+       NaN otherwise (ind_boll_upper_of / ind_boll_lower_of / ind_boll_z_of). */
+    static Py_ssize_t ind_boll_out2(const double* x, const double* m, const double* s,
+                                    Py_ssize_t n, double up, double dn, double* ou,
+                                    double* ol, double* oz, double* osd) {
+        const __m128d vup = _mm_set1_pd(up), vdn = _mm_set1_pd(dn);
+        const __m128d zero = _mm_setzero_pd(), nan = _mm_set1_pd(NAN);
+        Py_ssize_t i = 0;
+        for (; i + 2 <= n; i += 2) {
+            __m128d mm = _mm_loadu_pd(m + i);
+            __m128d sd = _mm_loadu_pd(s + i);
+            if (ou) {
+                _mm_storeu_pd(ou + i, _mm_add_pd(mm, _mm_mul_pd(vup, sd)));
+                _mm_storeu_pd(ol + i, _mm_sub_pd(mm, _mm_mul_pd(vdn, sd)));
+            }
+            if (oz) {
+                __m128d z = _mm_div_pd(_mm_sub_pd(_mm_loadu_pd(x + i), mm), sd);
+                __m128d gt = _mm_cmpgt_pd(sd, zero);
+                __m128d def = _mm_or_pd(gt, _mm_cmpeq_pd(sd, zero));
+                _mm_storeu_pd(oz + i, _mm_or_pd(_mm_and_pd(gt, z), _mm_andnot_pd(def, nan)));
+            }
+            if (osd) _mm_storeu_pd(osd + i, sd);
+        }
+        return i;
+    }
+    #else
+    #include <math.h>
+    static inline double ind_sqrt(double v) { return sqrt(v); }
+    static Py_ssize_t ind_boll_out2(const double* x, const double* m, const double* s,
+                                    Py_ssize_t n, double up, double dn, double* ou,
+                                    double* ol, double* oz, double* osd) { return 0; }
+    static Py_ssize_t ind_roc_span2(const double* x, const double* old, double* o,
+                                    Py_ssize_t n) { return 0; }
+    #endif
+    """
+    Py_ssize_t ind_roc_span2(const double* x, const double* old, double* o,
+                             Py_ssize_t n) noexcept nogil
+    double ind_sqrt(double v) noexcept nogil
+    Py_ssize_t ind_boll_out2(const double* x, const double* m, const double* s,
+                             Py_ssize_t n, double up, double dn, double* ou, double* ol,
+                             double* oz, double* osd) noexcept nogil
+
+
 # ---------------------------------------------------------------- batch loops (nogil)
 # Each loop runs the .pxd core per point on a local copy of the state (registers), then
 # stores the state back, so a streaming object can continue where a batch stopped.
@@ -290,27 +367,111 @@ cdef void _ema_loop(IndEma* s0, const double* x, double* o, Py_ssize_t n) noexce
 
 
 cdef void _sma_loop(IndSma* s0, const double* x, double* o, Py_ssize_t n) noexcept nogil:
+    """``ind_sma_update`` per point. The first ``period`` points go through the ring; past
+    them the value leaving the window is ``x[i - period]`` and an exact recompute reads the
+    window from ``x``: the same operations on the same values, so the same bits, without
+    the ring traffic. The run of equal values is kept as the index ``chg`` where it
+    started, ``since`` as the index ``ilim`` where it reaches ``every``; the inner loop
+    leaves for a recompute. ``x`` and ``o`` must not overlap."""
     cdef IndSma s = s0[0]
-    cdef Py_ssize_t i
-    for i in range(n):
+    cdef Py_ssize_t i, j, p = s.period, m = n if n < p else p
+    cdef Py_ssize_t chg, ilim
+    cdef double sm, mass, asum, last, xi, sh, ip
+    for i in range(m):
         o[i] = ind_sma_update(&s, x[i])
+    if n <= p:
+        s0[0] = s
+        return
+    sm = s.sum
+    mass = s.mass
+    asum = s.asum
+    last = s.last
+    chg = p - s.run                     # the run at index p - 1 is s.run
+    ilim = p - 1 - s.since + s.every    # since at index i is i - (ilim - every)
+    i = p
+    while True:
+        sh = s.shift
+        ip = s.inv_p
+        j = ilim if ilim < n else n
+        while i < j:
+            xi = x[i]
+            chg = chg if xi == last else i
+            last = xi
+            ind_sma_add(&sm, &mass, &asum, xi, x[i - p])
+            if IND_UNLIKELY(ind_sma_due(&s, mass, asum, 0)):
+                break
+            o[i] = sh + sm * ip if i - chg + 1 < p else xi
+            i += 1
+        else:
+            if i >= n:
+                break
+            # i == ilim: the recompute by count, after this point's step
+            xi = x[i]
+            chg = chg if xi == last else i
+            last = xi
+            ind_sma_add(&sm, &mass, &asum, xi, x[i - p])
+        ind_sma_exact(&s, x + i - p + 1, p, NULL, 0)
+        sm = s.sum
+        mass = s.mass
+        asum = s.asum
+        ilim = i + s.every
+        o[i] = ind_sma_mean_of(&s, sm, xi, i - chg + 1)
+        i += 1
+        if i >= n:
+            break
+    s.sum = sm
+    s.mass = mass
+    s.asum = asum
+    s.last = last
+    s.run = n - chg
+    s.since = n - 1 - (ilim - s.every)
+    memcpy(s.ring, x + n - p, p * sizeof(double))
+    s.pos = 0
     s0[0] = s
 
 
-cdef void _mom_loop(IndLag* s0, const double* x, double* o, Py_ssize_t n) noexcept nogil:
-    cdef IndLag s = s0[0]
-    cdef Py_ssize_t i
-    for i in range(n):
-        o[i] = ind_mom_update(&s, x[i])
-    s0[0] = s
+cdef Py_ssize_t _lag_head(IndLag* s, const double* x, double* o, Py_ssize_t n,
+                          bint roc) noexcept nogil:
+    """Points whose lagged value is still in the ring (at most ``period``): run through the
+    ring; returns how many were done."""
+    cdef Py_ssize_t i, m = n if n < s.period else s.period
+    if roc:
+        for i in range(m):
+            o[i] = ind_roc_update(s, x[i])
+    else:
+        for i in range(m):
+            o[i] = ind_mom_update(s, x[i])
+    return m
 
 
-cdef void _roc_loop(IndLag* s0, const double* x, double* o, Py_ssize_t n) noexcept nogil:
-    cdef IndLag s = s0[0]
-    cdef Py_ssize_t i
-    for i in range(n):
-        o[i] = ind_roc_update(&s, x[i])
-    s0[0] = s
+cdef void _lag_tail(IndLag* s, const double* x, Py_ssize_t n) noexcept nogil:
+    """After a batch of ``n > period`` points read lagged values from ``x`` directly: leave
+    the ring as the per-point pushes would have (the last ``period`` values, oldest first)."""
+    memcpy(s.ring, x + n - s.period, s.period * sizeof(double))
+    s.pos = 0
+    s.n = s.period
+
+
+cdef void _mom_loop(IndLag* s, const double* x, double* o, Py_ssize_t n) noexcept nogil:
+    """``x`` and ``o`` must not overlap (points past the head read ``x[i - period]``)."""
+    cdef Py_ssize_t i, p = s.period
+    if _lag_head(s, x, o, n, False) == n:
+        return
+    for i in range(p, n):
+        o[i] = ind_mom_of(x[i], x[i - p])
+    _lag_tail(s, x, n)
+
+
+cdef void _roc_loop(IndLag* s, const double* x, double* o, Py_ssize_t n) noexcept nogil:
+    """As ``_mom_loop``; two points per SSE2 step (``ind_roc_of`` lane by lane)."""
+    cdef Py_ssize_t i, p = s.period
+    if _lag_head(s, x, o, n, True) == n:
+        return
+    i = p + ind_roc_span2(x + p, x, o + p, n - p)
+    while i < n:
+        o[i] = ind_roc_of(x[i], x[i - p])
+        i += 1
+    _lag_tail(s, x, n)
 
 
 cdef void _rsi_loop(IndRsi* s0, const double* x, double* o, Py_ssize_t n) noexcept nogil:
@@ -332,25 +493,121 @@ cdef void _macd_loop(IndMacd* s0, const double* x, double* om, double* osg, doub
     s0[0] = s
 
 
-cdef void _boll_loop(IndBoll* s0, const double* x, double* ou, double* om, double* ol,
-                     double* oz, double* osd, Py_ssize_t n) noexcept nogil:
-    """Any of the outputs may be NULL (not wanted)."""
-    cdef IndBoll s = s0[0]
-    cdef Py_ssize_t i
+cdef void _boll_out(IndBoll* s, const double* x, const double* mb, const double* sb,
+                    Py_ssize_t n, double* ou, double* om, double* ol, double* oz,
+                    double* osd) noexcept nogil:
+    """Outputs of ``n`` points from their window means ``mb`` and stdevs ``sb`` (any
+    output may be NULL; ``om`` may be ``mb``): pairs by SSE2, the rest scalar."""
+    cdef Py_ssize_t i = ind_boll_out2(x, mb, sb, n, s.up, s.dn, ou, ol, oz, osd)
     cdef double m, sd
-    for i in range(n):
-        ind_boll_step(&s, x[i])
-        m = ind_sma_mean(&s.w)
-        sd = ind_boll_std(&s)
+    while i < n:
+        m = mb[i]
+        sd = sb[i]
         if ou != NULL:
-            ou[i] = ind_boll_upper_of(&s, m, sd)
-            om[i] = m
-            ol[i] = ind_boll_lower_of(&s, m, sd)
+            ou[i] = ind_boll_upper_of(s, m, sd)
+            ol[i] = ind_boll_lower_of(s, m, sd)
         if oz != NULL:
             oz[i] = ind_boll_z_of(x[i], m, sd)
         if osd != NULL:
             osd[i] = sd
+        i += 1
+    if om != NULL and om != mb:
+        memcpy(om, mb, n * sizeof(double))
+
+
+cdef enum:
+    BOLL_BLOCK = 32           # points per block of _boll_loop
+
+
+cdef void _boll_loop(IndBoll* s0, const double* x, double* ou, double* om, double* ol,
+                     double* oz, double* osd, Py_ssize_t n) noexcept nogil:
+    """``ind_boll_step`` per point plus the wanted outputs (any may be NULL).
+
+    As ``_sma_loop``: the first ``period`` points through the ring, then the leaving value
+    is ``x[i - period]`` and recomputes read the window from ``x`` (same operations, same
+    bits). Means and variances of a block of points are kept, then the square roots and
+    outputs of the block are taken two at a time. ``x`` must not overlap the outputs."""
+    cdef IndBoll s = s0[0]
+    cdef Py_ssize_t i, j, k0, end, p = s.w.period, m = n if n < p else p
+    cdef Py_ssize_t chg, ilim
+    cdef double sm, m2, mass, last, xi, sh, ip, mo
+    cdef double mb[BOLL_BLOCK]
+    cdef double vb[BOLL_BLOCK]
+    cdef double* mp
+    for i in range(m):
+        ind_boll_step(&s, x[i])
+        mb[0] = ind_sma_mean(&s.w)
+        vb[0] = ind_boll_std(&s)
+        _boll_out(&s, x + i, mb, vb, 1, _at(ou, i), _at(om, i), _at(ol, i), _at(oz, i),
+                  _at(osd, i))
+    if n <= p:
+        s0[0] = s
+        return
+    sm = s.w.sum
+    m2 = s.m2
+    mass = s.mass
+    last = s.w.last
+    chg = p - s.w.run                       # the run at index p - 1 is s.w.run
+    ilim = p - 1 - s.w.since + s.w.every    # since at index i is i - (ilim - every)
+    i = p
+    mo = sm * s.w.inv_p
+    while i < n:
+        k0 = i
+        end = i + BOLL_BLOCK if n - i > BOLL_BLOCK else n
+        mp = om + k0 if om != NULL else mb      # the means go straight to om
+        while True:
+            sh = s.w.shift
+            ip = s.w.inv_p
+            j = ilim if ilim < end else end
+            while i < j:
+                xi = x[i]
+                chg = chg if xi == last else i
+                last = xi
+                mo = ind_boll_add(&sm, &m2, &mass, xi, x[i - p], sh, ip, mo)
+                if IND_UNLIKELY(ind_boll_due(m2, mass)):
+                    break
+                # ind_sma_mean_of / ind_boll_var_of with sh + sm * ip == sh + mo
+                if IND_UNLIKELY(i - chg + 1 >= p):
+                    mp[i - k0] = xi
+                    vb[i - k0] = 0.0
+                else:
+                    mp[i - k0] = sh + mo
+                    vb[i - k0] = ind_sqrt(0.0 if m2 <= 0.0 else m2 * ip)
+                i += 1
+            else:
+                if i >= end:
+                    break
+                # i == ilim: the recompute by count, after this point's step
+                xi = x[i]
+                chg = chg if xi == last else i
+                last = xi
+                mo = ind_boll_add(&sm, &m2, &mass, xi, x[i - p], sh, ip, mo)
+            ind_boll_exact(&s, x + i - p + 1, p, NULL, 0)
+            mo = s.w.sum * s.w.inv_p
+            sm = s.w.sum
+            m2 = s.m2
+            mass = s.mass
+            ilim = i + s.w.every
+            mp[i - k0] = ind_sma_mean_of(&s.w, sm, xi, i - chg + 1)
+            vb[i - k0] = ind_sqrt(ind_boll_var_of(&s, m2, i - chg + 1))
+            i += 1
+            if i >= end:
+                break
+        _boll_out(&s, x + k0, mp, vb, i - k0, _at(ou, k0), _at(om, k0), _at(ol, k0),
+                  _at(oz, k0), _at(osd, k0))
+    s.w.sum = sm
+    s.m2 = m2
+    s.mass = mass
+    s.w.last = last
+    s.w.run = n - chg
+    s.w.since = n - 1 - (ilim - s.w.every)
+    memcpy(s.w.ring, x + n - p, p * sizeof(double))
+    s.w.pos = 0
     s0[0] = s
+
+
+cdef inline double* _at(double* o, Py_ssize_t i) noexcept nogil:
+    return o + i if o != NULL else NULL
 
 
 cdef void _rvol_loop(IndRvol* s0, const double* x, double* o, Py_ssize_t n) noexcept nogil:
@@ -1287,6 +1544,8 @@ def bbands(x, Py_ssize_t period=20, double nbdev_up=2.0, double nbdev_dn=2.0, ou
     xa = _values(x, "x")
     cdef Py_ssize_t n = xa.shape[0]
     o = _outs(out, n, 3, "out")
+    if out is not None and any([np.may_share_memory(xa, a) for a in o]):
+        xa = xa.copy()
     cdef const double* px = _cptr(xa)
     cdef double* pu = _ptr(o[0])
     cdef double* pm = _ptr(o[1])
@@ -1307,9 +1566,8 @@ def stddev(x, Py_ssize_t period, double nbdev=1.0, out=None):
     if not isfinite(nbdev):
         raise ValueError(f"nbdev must be finite, was {nbdev}")
     b = Bollinger(period)
-    xa = _values(x, "x")
+    xa, o = _in_out(x, out)
     cdef Py_ssize_t n = xa.shape[0]
-    o = _out(out, n, "out")
     cdef const double* px = _cptr(xa)
     cdef double* po = _ptr(o)
     with nogil:

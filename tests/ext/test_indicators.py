@@ -422,6 +422,74 @@ def test_array_likes_and_out_are_accepted():
     assert ind.sma_time([], [], 5).shape == (0,)
 
 
+IN_PLACE_CASES = [
+    ("sma", lambda x, o: ind.sma(x, 7, out=o)),
+    ("mom", lambda x, o: ind.mom(x, 5, out=o)),
+    ("roc", lambda x, o: ind.roc(x, 5, out=o)),
+    ("stddev", lambda x, o: ind.stddev(x, 9, 1.0, out=o)),
+    ("zscore", lambda x, o: ind.zscore(x, 9, out=o)),
+]
+
+
+@pytest.mark.parametrize(("name", "call"), IN_PLACE_CASES, ids=[c[0] for c in IN_PLACE_CASES])
+def test_out_may_be_the_input(name, call):
+    """Batch kernels read ``x[i - period]`` behind the point they write: ``out=x`` must still
+    give the out-of-place result (the input is copied first)."""
+    x = _walk()[:5000].copy()
+    ref = call(x.copy(), None)
+    got = call(x, x)
+    assert got is x
+    same(got, ref)
+    y = _walk()[:5000].copy()
+    upper, middle, lower = ind.bbands(y.copy(), 9)
+    outs = (y, np.empty_like(y), np.empty_like(y))
+    ind.bbands(y, 9, out=outs)
+    same(outs[0], upper)
+    same(outs[1], middle)
+    same(outs[2], lower)
+
+
+SPLIT_CASES = [
+    ("sma", lambda: ind.Sma(3), lambda x: ind.sma(x, 3)),
+    ("mom", lambda: ind.Mom(3), lambda x: ind.mom(x, 3)),
+    ("roc", lambda: ind.Roc(3), lambda x: ind.roc(x, 3)),
+    ("zscore", lambda: ind.Bollinger(3), lambda x: ind.zscore(x, 3)),
+]
+
+
+@pytest.mark.parametrize(("name", "make", "batch"), SPLIT_CASES, ids=[c[0] for c in SPLIT_CASES])
+def test_batch_pieces_of_any_size_and_special_values(name, make, batch):
+    """Pieces shorter than, equal to and longer than the period (the kernels switch from the
+    ring to reading ``x`` behind), runs of equal values, zeros (ROC), NaN and a huge value
+    leaving the window (exact recomputes): all bitwise the one-shot batch and streaming."""
+    rng = np.random.default_rng(11)
+    x = np.round(_walk()[:6000], 1)  # runs of equal values
+    x[100:140] = 5.0
+    x[500] = 0.0
+    x[777] = np.nan
+    x[900] = 1e12
+    x[2000:2003] = [0.0, -0.0, 0.0]
+    ref = batch(x)
+    obj = make()
+    same(_stream(obj, x), ref)
+    obj2 = make()
+    cuts = np.sort(rng.choice(np.arange(1, len(x)), size=300, replace=False))
+    sizes = np.diff(np.concatenate([[0], cuts, [len(x)]]))
+    assert {1, 2, 3} & set(sizes.tolist())
+    parts = [obj2.update_batch(p) for p in np.split(x, cuts)]
+    same(np.concatenate(parts), ref)
+    if name == "zscore":  # the bands and stdev too
+        b = ind.Bollinger(3, 1.5, 2.5)
+        rows = []
+        for v in x.tolist():
+            b.update(v)
+            rows.append((b.upper, b.mean, b.lower, b.stdev))
+        cols = np.array(rows).T
+        for col, r in zip(cols[:3], ind.bbands(x, 3, 1.5, 2.5), strict=True):
+            same(col, r)
+        same(cols[3], ind.stddev(x, 3))
+
+
 # ---------------------------------------------------------------- properties
 
 
