@@ -14,6 +14,7 @@ Example frame::
      "s":"ETHUSDT","U":35346513499,"u":35346513512,"b":[["2608.61","0.0064"]],"a":[]}}
 """
 
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
 from libc.stdint cimport int64_t
 from libc.stdlib cimport malloc
 
@@ -89,18 +90,31 @@ cdef class BinanceFeed(Feed):
         Feed.__init__(self, "binance", market, trade_capacity, max_pending, book_capacity)
         self.futures = market != "spot"
 
-    def on_frame(self, const unsigned char[::1] frame not None, int64_t recv_ns=0) -> int:
+    def on_frame(self, frame not None, int64_t recv_ns=0) -> int:
         """Parse one WebSocket frame and apply it; returns a result code (see module).
+
+        Parameters
+        ----------
+        frame : bytes, bytearray or memoryview
+            The frame's bytes (a C-contiguous byte buffer).
+        recv_ns : int, default 0
+            Local receive time (ns), stored with trade records.
 
         Raises
         ------
         FrameError
             On malformed JSON or values (the book concerned is marked out of sync).
         """
-        if frame.shape[0] == 0:
+        cdef const unsigned char[::1] view
+        if type(frame) is bytes:        # the usual case: no buffer acquisition
+            self._p = <const unsigned char*>PyBytes_AS_STRING(frame)
+            self._plen = PyBytes_GET_SIZE(frame)
+        else:
+            view = frame
+            self._plen = view.shape[0]
+            self._p = &view[0] if self._plen else NULL
+        if self._plen == 0:
             raise FrameError("empty frame", self.venue, None, 0)
-        self._p = &frame[0]
-        self._plen = frame.shape[0]
         self._recv_ns = recv_ns
         self._channel = None
         self.frames += 1

@@ -117,6 +117,56 @@ cdef inline Py_ssize_t book_lower_bound(const int64_t* keys, Py_ssize_t n,
     return (b - keys) + (b[0] < key)
 
 
+cdef inline Py_ssize_t book_bracket_near(const int64_t* keys, Py_ssize_t n, int64_t key,
+                                         Py_ssize_t h, Py_ssize_t* m) noexcept nogil:
+    """``book_bracket`` narrowed by an anchor slot ``h`` (e.g. the previous update's).
+
+    Same contract as ``book_bracket`` (start ``lo``; the lower bound of ``key`` lies in
+    ``[lo, lo + m[0]]``; ``m[0] == -1``: above every slot). Any ``h`` is safe: outside
+    ``[0, n)`` it is ignored, inside it narrows the bracket only through ``keys[h]``
+    itself (keys are distinct integers, so ``key`` lies at most ``|keys[h] - key|`` slots
+    from ``h``). Levels of one venue message arrive best first, a few ticks apart, so the
+    bracket around the previous level is usually much shorter than the one from the top.
+    """
+    cdef Py_ssize_t lo, hi, lo2, hi2, dd
+    cdef int64_t d, kh
+    cdef bint up
+    if n == 0 or keys[n - 1] < key:
+        m[0] = -1
+        return n
+    d = keys[n - 1] - key
+    lo = 0 if d >= n - 1 else n - 1 - <Py_ssize_t>d
+    hi = n - 1
+    if <size_t>h < <size_t>n:
+        # branch-free (conditional moves): the comparisons are unpredictable
+        kh = keys[h]
+        up = kh >= key
+        d = kh - key if up else key - kh
+        dd = <Py_ssize_t>d if d < n else n
+        lo2 = (h - dd if dd < h else 0) if up else h + 1   # up: [h - d, h]
+        hi2 = h if up else h + dd                           # else: [h + 1, h + d]
+        lo = lo2 if lo2 > lo else lo
+        hi = hi2 if hi2 < hi else hi
+    m[0] = hi - lo
+    return lo
+
+
+cdef inline Py_ssize_t book_lower_bound_near(const int64_t* keys, Py_ssize_t n,
+                                             int64_t key, Py_ssize_t h) noexcept nogil:
+    """``book_lower_bound`` with the bracket of ``book_bracket_near`` (exact for any ``h``)."""
+    cdef Py_ssize_t m, half
+    cdef const int64_t* b = keys + book_bracket_near(keys, n, key, h, &m)
+    if m < 0:
+        return n
+    while m > 1:
+        half = m >> 1
+        slip_prefetch(b + (half >> 1))
+        slip_prefetch(b + half + (half >> 1))
+        b = b + half if b[half] < key else b
+        m -= half
+    return (b - keys) + (b[0] < key)
+
+
 cdef inline int book_apply_at(OrderBook book, int side, int64_t key, lots_t size,
                               Py_ssize_t i) noexcept nogil:
     """The mutation of ``book_apply`` once ``i = book_lower_bound(keys, n, key)`` is known.

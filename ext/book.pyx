@@ -56,7 +56,9 @@ from ext.book cimport (
     book_apply,
     book_apply_at,
     book_bracket,
+    book_bracket_near,
     book_lower_bound,
+    book_lower_bound_near,
     slip_prefetch,
     book_best_price,
     book_best_size,
@@ -71,6 +73,17 @@ NO_ASK_PRICE = INT64_MAX
 NO_SPREAD = INT64_MAX
 
 cdef int64_t[19] _POW10
+cdef Py_ssize_t[2] _apply_hint  # last slot per side of OrderBook.apply (a search hint only)
+_apply_hint[0] = -1
+_apply_hint[1] = -1
+# best_bid()/best_ask() hand out the same (immutable) tuple while the values are unchanged,
+# whichever book asked: building two ints and a tuple per call costs more than the query.
+cdef tuple _bid_tuple = (INT64_MIN, 0)
+cdef int64_t _bid_p = INT64_MIN
+cdef int64_t _bid_q = 0
+cdef tuple _ask_tuple = (INT64_MAX, 0)
+cdef int64_t _ask_p = INT64_MAX
+cdef int64_t _ask_q = 0
 _POW10[0] = 1
 for _i in range(1, 19):
     _POW10[_i] = _POW10[_i - 1] * 10
@@ -107,32 +120,82 @@ cdef inline Py_ssize_t _first_bad_level(const int64_t* prices, const int64_t* si
     return -1
 
 
-cdef inline void _lower_bound2(const int64_t* k1, Py_ssize_t n1, int64_t key1, Py_ssize_t* r1,
-                               const int64_t* k2, Py_ssize_t n2, int64_t key2,
-                               Py_ssize_t* r2) noexcept nogil:
-    """``book_lower_bound`` of two keys at once: the two chains of dependent loads overlap."""
-    cdef Py_ssize_t m1, m2, h1, h2
-    cdef const int64_t* b1 = k1 + book_bracket(k1, n1, key1, &m1)
-    cdef const int64_t* b2 = k2 + book_bracket(k2, n2, key2, &m2)
+cdef extern from *:
+    """
+    static inline double slip_microprice(int64_t pb, int64_t qb, int64_t pa, int64_t qa) {
+        __int128 num = (__int128)pb * qa + (__int128)pa * qb;
+        __int128 den = (__int128)qb + qa;
+        return (double)num / (double)den;
+    }
+    """
+    double slip_microprice(int64_t pb, int64_t qb, int64_t pa, int64_t qa) noexcept nogil
+
+
+cdef extern from *:
+    """
+    /* Lower bounds of four keys in (up to) four sorted int64 arrays at once, by the
+       bracket of book_bracket and a branch-free bisection run on all four in lockstep,
+       so the four chains of dependent loads overlap. Exact for every input. */
+    static inline void slip_lower_bound4(const int64_t* const* keys, const Py_ssize_t* ns,
+                                         const int64_t* key, Py_ssize_t* out) {
+        const int64_t* b[4];
+        Py_ssize_t m[4];
+        int above[4];
+        int j;
+        for (j = 0; j < 4; j++) {
+            Py_ssize_t n = ns[j];
+            const int64_t* k = keys[j];
+            above[j] = n == 0 || k[n - 1] < key[j];
+            if (above[j]) {
+                b[j] = k;           /* any readable slot: capacity is never 0 */
+                m[j] = 0;
+            } else {
+                uint64_t d = (uint64_t)(k[n - 1] - key[j]);
+                if (d >= (uint64_t)(n - 1)) { b[j] = k; m[j] = n - 1; }
+                else { b[j] = k + (n - 1 - (Py_ssize_t)d); m[j] = (Py_ssize_t)d; }
+            }
+        }
+        while ((m[0] > 1) | (m[1] > 1) | (m[2] > 1) | (m[3] > 1)) {
+            for (j = 0; j < 4; j++) {
+                Py_ssize_t h = m[j] >> 1;
+                b[j] = (b[j][h] < key[j]) ? b[j] + h : b[j];
+                m[j] -= h;
+            }
+        }
+        for (j = 0; j < 4; j++)
+            out[j] = above[j] ? ns[j] : (b[j] - keys[j]) + (b[j][0] < key[j]);
+    }
+    """
+    void slip_lower_bound4(const int64_t** keys, const Py_ssize_t* ns, const int64_t* key,
+                           Py_ssize_t* out) noexcept nogil
+
+
+cdef inline void _lower_bound2(const int64_t* k1, Py_ssize_t n1, int64_t key1, Py_ssize_t h1,
+                               Py_ssize_t* r1, const int64_t* k2, Py_ssize_t n2, int64_t key2,
+                               Py_ssize_t h2, Py_ssize_t* r2) noexcept nogil:
+    """``book_lower_bound_near`` of two keys at once: the chains of dependent loads overlap."""
+    cdef Py_ssize_t m1, m2, t1, t2
+    cdef const int64_t* b1 = k1 + book_bracket_near(k1, n1, key1, h1, &m1)
+    cdef const int64_t* b2 = k2 + book_bracket_near(k2, n2, key2, h2, &m2)
     while m1 > 1 and m2 > 1:
-        h1 = m1 >> 1
-        h2 = m2 >> 1
-        slip_prefetch(b1 + (h1 >> 1))
-        slip_prefetch(b1 + h1 + (h1 >> 1))
-        slip_prefetch(b2 + (h2 >> 1))
-        slip_prefetch(b2 + h2 + (h2 >> 1))
-        b1 = b1 + h1 if b1[h1] < key1 else b1
-        b2 = b2 + h2 if b2[h2] < key2 else b2
-        m1 -= h1
-        m2 -= h2
+        t1 = m1 >> 1
+        t2 = m2 >> 1
+        slip_prefetch(b1 + (t1 >> 1))
+        slip_prefetch(b1 + t1 + (t1 >> 1))
+        slip_prefetch(b2 + (t2 >> 1))
+        slip_prefetch(b2 + t2 + (t2 >> 1))
+        b1 = b1 + t1 if b1[t1] < key1 else b1
+        b2 = b2 + t2 if b2[t2] < key2 else b2
+        m1 -= t1
+        m2 -= t2
     while m1 > 1:
-        h1 = m1 >> 1
-        b1 = b1 + h1 if b1[h1] < key1 else b1
-        m1 -= h1
+        t1 = m1 >> 1
+        b1 = b1 + t1 if b1[t1] < key1 else b1
+        m1 -= t1
     while m2 > 1:
-        h2 = m2 >> 1
-        b2 = b2 + h2 if b2[h2] < key2 else b2
-        m2 -= h2
+        t2 = m2 >> 1
+        b2 = b2 + t2 if b2[t2] < key2 else b2
+        m2 -= t2
     r1[0] = n1 if m1 < 0 else (b1 - k1) + (b1[0] < key1)
     r2[0] = n2 if m2 < 0 else (b2 - k2) + (b2[0] < key2)
 
@@ -422,7 +485,19 @@ cdef class OrderBook:
         -----
         Works whatever ``in_sync`` says; ``last_update_id`` is not touched.
         """
-        cdef int st = book_apply(self, side, price, size)
+        cdef int st = BOOK_EINVAL
+        cdef BookSide* s
+        cdef int64_t key
+        cdef Py_ssize_t r
+        if (side >> 1) == 0 and size >= 0 and price <= SLIP_BOOK_MAX_PRICE \
+                and price >= -SLIP_BOOK_MAX_PRICE:
+            # book_apply with the slot of the previous call on this side as the search
+            # anchor (any anchor is exact; see book_lower_bound_near)
+            s = &self.sides[side]
+            key = -price if side else price
+            r = book_lower_bound_near(s.keys, s.n, key, _apply_hint[side])
+            st = book_apply_at(self, side, key, size, r)
+            _apply_hint[side] = r
         if st >= 0:
             return st == BOOK_CHANGED
         if st == BOOK_ENOMEM:
@@ -461,13 +536,17 @@ cdef class OrderBook:
             If a side could not grow; updates before the failing one are applied.
         """
         cdef Py_ssize_t n = sides.shape[0]
-        cdef Py_ssize_t i = 0, applied = 0, ra = 0, rb = 0
+        cdef Py_ssize_t i = 0, applied = 0
         cdef int st = 0
-        cdef int sa, sb
-        cdef int64_t uid = 0, ka, kb
-        cdef uint64_t layout
+        cdef int64_t uid = 0
+        cdef int sj, j
+        cdef int gs[4]
+        cdef int64_t gk[4]
+        cdef const int64_t* gkeys[4]
+        cdef Py_ssize_t gn[4]
+        cdef Py_ssize_t gr[4]
+        cdef uint64_t lay[2]
         cdef BookSide* a
-        cdef BookSide* b
         if prices.shape[0] != n:
             raise ValueError(f"prices has {prices.shape[0]} entries, sides has {n}")
         if sizes.shape[0] != n:
@@ -484,34 +563,38 @@ cdef class OrderBook:
                 raise ValueError(f"sizes[{i}] must be >= 0, was {sizes[i]}")
         if n:
             with nogil:
+                # Four updates per step: their searches run interleaved (four independent
+                # chains of dependent loads overlap, slip_lower_bound4), then they are
+                # applied in order. An update whose side moved slots since the search
+                # (an insert, trim or compaction by an earlier update of the group) is
+                # searched again, anchored at its stale slot (book_lower_bound_near).
                 i = 0
-                # Two updates per step: search both (overlapping their load latency), apply
-                # the first, search the second again only if the first moved slots.
-                while i + 1 < n:
-                    sa = sides[i]
-                    sb = sides[i + 1]
-                    ka = -prices[i] if sa else prices[i]
-                    kb = -prices[i + 1] if sb else prices[i + 1]
-                    a = &self.sides[sa]
-                    b = &self.sides[sb]
-                    _lower_bound2(a.keys, a.n, ka, &ra, b.keys, b.n, kb, &rb)
-                    layout = b.layout
-                    st = book_apply_at(self, sa, ka, sizes[i], ra)
-                    if st < 0:
-                        break
-                    applied += st
-                    i += 1
-                    if b.layout != layout:
-                        rb = book_lower_bound(b.keys, b.n, kb)
-                    st = book_apply_at(self, sb, kb, sizes[i], rb)
-                    if st < 0:
-                        break
-                    applied += st
-                    i += 1
-                if st >= 0 and i < n:
-                    st = book_apply(self, sides[i], prices[i], sizes[i])
-                    if st >= 0:
+                while i + 4 <= n and st >= 0:
+                    for j in range(4):
+                        sj = sides[i + j]
+                        gs[j] = sj
+                        gk[j] = -prices[i + j] if sj else prices[i + j]
+                        gkeys[j] = self.sides[sj].keys
+                        gn[j] = self.sides[sj].n
+                    lay[0] = self.sides[0].layout
+                    lay[1] = self.sides[1].layout
+                    slip_lower_bound4(gkeys, gn, gk, gr)
+                    for j in range(4):
+                        sj = gs[j]
+                        a = &self.sides[sj]
+                        if a.layout != lay[sj]:
+                            gr[j] = book_lower_bound_near(a.keys, a.n, gk[j], gr[j])
+                        st = book_apply_at(self, sj, gk[j], sizes[i], gr[j])
+                        if st < 0:
+                            break
                         applied += st
+                        i += 1
+                while st >= 0 and i < n:
+                    st = book_apply(self, sides[i], prices[i], sizes[i])
+                    if st < 0:
+                        break
+                    applied += st
+                    i += 1
         if st == BOOK_ENOMEM:
             raise MemoryError(f"cannot grow the order book at update {i}")
         if update_id is not None:
@@ -595,11 +678,25 @@ cdef class OrderBook:
 
     def best_bid(self) -> tuple:
         """Best bid as ``(price, size)``; ``(NO_BID_PRICE, 0)`` if there are no bids."""
-        return (book_best_price(self, BOOK_BID), book_best_size(self, BOOK_BID))
+        global _bid_tuple, _bid_p, _bid_q
+        cdef int64_t p = book_best_price(self, BOOK_BID)
+        cdef int64_t q = book_best_size(self, BOOK_BID)
+        if p != _bid_p or q != _bid_q:     # the top of book rarely changes between calls
+            _bid_tuple = (p, q)
+            _bid_p = p
+            _bid_q = q
+        return _bid_tuple
 
     def best_ask(self) -> tuple:
         """Best ask as ``(price, size)``; ``(NO_ASK_PRICE, 0)`` if there are no asks."""
-        return (book_best_price(self, BOOK_ASK), book_best_size(self, BOOK_ASK))
+        global _ask_tuple, _ask_p, _ask_q
+        cdef int64_t p = book_best_price(self, BOOK_ASK)
+        cdef int64_t q = book_best_size(self, BOOK_ASK)
+        if p != _ask_p or q != _ask_q:
+            _ask_tuple = (p, q)
+            _ask_p = p
+            _ask_q = q
+        return _ask_tuple
 
     def is_crossed(self) -> bool:
         """True if both sides have levels and best bid >= best ask (crossed or locked)."""
@@ -625,14 +722,12 @@ cdef class OrderBook:
         In ticks; leans towards the side with less size (the price likely to move next).
         NaN unless both sides exist.
         """
-        cdef double pb, pa, qb, qa
         if self.sides[BOOK_BID].n == 0 or self.sides[BOOK_ASK].n == 0:
             return NAN
-        pb = <double>book_best_price(self, BOOK_BID)
-        pa = <double>book_best_price(self, BOOK_ASK)
-        qb = <double>book_best_size(self, BOOK_BID)
-        qa = <double>book_best_size(self, BOOK_ASK)
-        return pb + (pa - pb) * qb / (qb + qa)
+        # numerator and denominator exact in 128 bits (|price| < 2**62, sizes < 2**63),
+        # then one division: relative error ~2**-52 even when the terms nearly cancel
+        return slip_microprice(book_best_price(self, BOOK_BID), book_best_size(self, BOOK_BID),
+                               book_best_price(self, BOOK_ASK), book_best_size(self, BOOK_ASK))
 
     def level_count(self, int side) -> int:
         """Number of (live) levels on ``side``."""

@@ -28,6 +28,7 @@ slower Python path.
 import numpy as np
 
 from cpython.bytes cimport PyBytes_FromStringAndSize
+from cpython.mem cimport PyMem_Free, PyMem_Malloc
 from libc.stdint cimport int32_t, int64_t, uint32_t, uint64_t
 from libc.stdlib cimport free, malloc
 from libc.string cimport memcmp, memcpy, memset
@@ -39,8 +40,11 @@ from ext.book cimport (
     BOOK_ENOMEM,
     BookSide,
     OrderBook,
+    SLIP_BOOK_MAX_PRICE,
     book_apply,
+    book_apply_at,
     book_best_price,
+    book_lower_bound_near,
 )
 from ext.jsonscan cimport (
     Cursor,
@@ -58,6 +62,7 @@ from ext.scaled cimport (
     SCALED_TOO_PRECISE,
     parse_scaled,
     significant_decimals,
+    slip_quoted_scaled,
 )
 
 # ---------------------------------------------------------------------------- results
@@ -469,10 +474,12 @@ cdef class Feed:
         cdef const unsigned char* p = self._p
         cdef Py_ssize_t n = arr.end
         cdef Py_ssize_t i = skip_ws(p, arr.start, n)
-        cdef Py_ssize_t lvl_start
+        cdef Py_ssize_t lvl_start, j
+        cdef Py_ssize_t hint = -1
         cdef Span px, sz
         cdef int st
-        cdef int64_t price, size
+        cdef int64_t price = 0, size = 0
+        cdef Inst* it = &self._inst[idx]
         if i >= n or p[i] != 91:
             raise self._error("expected an array of levels", i)
         i = skip_ws(p, i + 1, n)
@@ -480,28 +487,46 @@ cdef class Feed:
             return i + 1
         while True:
             lvl_start = i
-            if i >= n or p[i] != 91:
-                raise self._error("malformed level", i)
-            i = _quoted(p, skip_ws(p, i + 1, n), n, &px)
-            if i < 0:
-                raise self._error("malformed level", lvl_start)
-            i = skip_ws(p, i, n)
-            if i >= n or p[i] != 44:
-                raise self._error("malformed level", lvl_start)
-            i = _quoted(p, skip_ws(p, i + 1, n), n, &sz)
-            if i < 0:
-                raise self._error("malformed level", lvl_start)
-            i = skip_ws(p, i, n)
-            while i < n and p[i] == 44:          # further elements of the level
-                i = skip_value(p, skip_ws(p, i + 1, n), n)
+            # Fast path for the venues' exact shape ``["px","sz"(,...)]`` with plain
+            # decimals that fit the current scales; anything else (whitespace, a finer
+            # value that needs a rescale, errors) takes the general path below.
+            j = -1
+            if i + 1 < n and p[i] == 91 and p[i + 1] == 34:
+                j = slip_quoted_scaled(p, i + 2, n, it.price_scale, &price)
+                if j > 0 and j + 1 < n and p[j] == 44 and p[j + 1] == 34:
+                    px.start = i + 2
+                    j = slip_quoted_scaled(p, j + 2, n, it.size_scale, &size)
+                    while j > 0 and j < n and p[j] == 44:    # OKX: further elements
+                        j = _skip_elem(p, j + 1, n)
+                    if j >= n or p[j] != 93:
+                        j = -1
+                else:
+                    j = -1
+            if j > 0:
+                i = j
+            else:
+                if i >= n or p[i] != 91:
+                    raise self._error("malformed level", i)
+                i = _quoted(p, skip_ws(p, i + 1, n), n, &px)
                 if i < 0:
                     raise self._error("malformed level", lvl_start)
                 i = skip_ws(p, i, n)
-            if i >= n or p[i] != 93:
-                raise self._error("malformed level", lvl_start)
-            price = self._decimal_body(idx, px, True)
-            size = self._decimal_body(idx, sz, False)
-            st = book_apply(book, side, price, size)
+                if i >= n or p[i] != 44:
+                    raise self._error("malformed level", lvl_start)
+                i = _quoted(p, skip_ws(p, i + 1, n), n, &sz)
+                if i < 0:
+                    raise self._error("malformed level", lvl_start)
+                i = skip_ws(p, i, n)
+                while i < n and p[i] == 44:          # further elements of the level
+                    i = skip_value(p, skip_ws(p, i + 1, n), n)
+                    if i < 0:
+                        raise self._error("malformed level", lvl_start)
+                    i = skip_ws(p, i, n)
+                if i >= n or p[i] != 93:
+                    raise self._error("malformed level", lvl_start)
+                price = self._decimal_body(idx, px, True)
+                size = self._decimal_body(idx, sz, False)
+            st = _apply_near(book, side, price, size, &hint)
             if st == BOOK_EINVAL:
                 raise self._error("level out of range (negative size or huge price)", px.start)
             if st == BOOK_ENOMEM:
@@ -568,6 +593,8 @@ cdef class Feed:
         cdef Inst* it = &self._inst[idx]
         cdef Py_ssize_t nb = 0, na = 0
         cdef int ps = it.price_scale, ss = it.size_scale
+        if _snapshot_fast(self, idx, book, bids, asks, last_id):
+            return 0
         self._scan_decimals(bids, &nb, &ps, &ss)
         self._scan_decimals(asks, &na, &ps, &ss)
         book.clear()
@@ -832,3 +859,205 @@ cdef inline uint32_t _fnv(const char* key, Py_ssize_t n) noexcept nogil:
         h = (h ^ <unsigned char>key[i]) * 16777619
     return h
 
+
+cdef inline int _apply_near(OrderBook book, int side, int64_t price, int64_t size,
+                            Py_ssize_t* hint) noexcept nogil:
+    """``book_apply`` searching from the slot of the previous level of the same array
+    (``hint``, updated; any value is exact, see ``book_lower_bound_near``)."""
+    cdef BookSide* s
+    cdef int64_t key
+    cdef Py_ssize_t r
+    if size < 0 or price > SLIP_BOOK_MAX_PRICE or price < -SLIP_BOOK_MAX_PRICE:
+        return BOOK_EINVAL
+    s = &book.sides[side]
+    key = -price if side else price
+    r = book_lower_bound_near(s.keys, s.n, key, hint[0])
+    hint[0] = r
+    return book_apply_at(book, side, key, size, r)
+
+
+cdef Py_ssize_t _levels_fast(const unsigned char* p, Span arr, int ps, int ss,
+                             int64_t* prices, int64_t* sizes, Py_ssize_t cap) noexcept nogil:
+    """Parse ``[["px","sz"(,...)],...]`` (no whitespace, plain decimals fitting the scales)
+    into ``prices``/``sizes``; the count, or -1 for anything else (general path then)."""
+    cdef Py_ssize_t n = arr.end, i = skip_ws(p, arr.start, arr.end), j, cnt = 0
+    cdef int64_t price = 0, size = 0
+    if i >= n or p[i] != 91:
+        return -1
+    i += 1
+    if i < n and p[i] == 93:
+        return 0
+    while True:
+        if i + 1 >= n or p[i] != 91 or p[i + 1] != 34:
+            return -1
+        j = slip_quoted_scaled(p, i + 2, n, ps, &price)
+        if j < 0 or j + 1 >= n or p[j] != 44 or p[j + 1] != 34:
+            return -1
+        j = slip_quoted_scaled(p, j + 2, n, ss, &size)
+        while j > 0 and j < n and p[j] == 44:       # OKX: further elements
+            j = _skip_elem(p, j + 1, n)
+        if j < 0 or j >= n or p[j] != 93 or cnt >= cap:
+            return -1
+        prices[cnt] = price
+        sizes[cnt] = size
+        cnt += 1
+        i = j + 1
+        if i < n and p[i] == 44:
+            i += 1
+        elif i < n and p[i] == 93:
+            return cnt
+        else:
+            return -1
+
+
+cdef int _install_side(OrderBook book, int side, const int64_t* prices,
+                       const int64_t* sizes, Py_ssize_t cnt) except -1:
+    """Install levels listed best first (keys strictly decreasing, checked by the caller)
+    as ``OrderBook.load_snapshot`` would: zero sizes skipped, capacity 2x the levels."""
+    cdef BookSide* s = &book.sides[side]
+    cdef Py_ssize_t live = 0, j, k
+    for j in range(cnt):
+        live += sizes[j] != 0
+    s.n = 0
+    s.dead = 0
+    book._reserve(side, max(book._min_capacity, 2 * live))
+    k = live
+    for j in range(cnt):
+        if sizes[j] != 0:
+            k -= 1
+            s.keys[k] = -prices[j] if side else prices[j]
+            s.sizes[k] = sizes[j]
+    s.n = live
+    return 0
+
+
+cdef bint _snapshot_fast(Feed self, int idx, OrderBook book, Span bids, Span asks,
+                         int64_t last_id) except -1:
+    """Load a snapshot whose levels all parse at the instrument's current scales and come
+    in venue order (bids strictly descending, asks strictly ascending): one pass, no
+    sort. Returns False (nothing changed) for anything else: the general path decides."""
+    cdef Inst* it = &self._inst[idx]
+    cdef Py_ssize_t cap_b = (bids.end - bids.start) // 9 + 1
+    cdef Py_ssize_t cap_a = (asks.end - asks.start) // 9 + 1
+    cdef Py_ssize_t nb, na, j
+    cdef bint ok = True
+    cdef int64_t* mem
+    cdef int64_t* bp
+    cdef int64_t* bs
+    cdef int64_t* ap
+    cdef int64_t* asz
+    cdef int ps = it.price_scale, ss = it.size_scale
+    if not it.locked:
+        # scale inference as in the general path: raise the scales once, up front
+        if _levels_decimals(self._p, bids, &ps, &ss) != 0 \
+                or _levels_decimals(self._p, asks, &ps, &ss) != 0:
+            return False
+        if ps > SCALED_MAX_SCALE or ss > SCALED_MAX_SCALE:
+            return False
+        if ps > it.price_scale or ss > it.size_scale:
+            book.clear()
+            self._rescale(idx, max(ps, it.price_scale), max(ss, it.size_scale))
+    mem = <int64_t*>PyMem_Malloc(<size_t>(2 * (cap_b + cap_a)) * sizeof(int64_t))
+    if mem == NULL:
+        raise MemoryError()
+    try:
+        bp = mem
+        bs = mem + cap_b
+        ap = mem + 2 * cap_b
+        asz = ap + cap_a
+        nb = _levels_fast(self._p, bids, it.price_scale, it.size_scale, bp, bs, cap_b)
+        na = _levels_fast(self._p, asks, it.price_scale, it.size_scale, ap, asz, cap_a) \
+            if nb >= 0 else -1
+        if nb < 0 or na < 0:
+            return False
+        for j in range(1, nb):
+            ok &= bp[j] < bp[j - 1]
+        for j in range(1, na):
+            ok &= ap[j] > ap[j - 1]
+        if not ok:
+            return False
+        book.clear()
+        _install_side(book, BOOK_BID, bp, bs, nb)
+        _install_side(book, BOOK_ASK, ap, asz, na)
+        book.last_update_id = last_id
+        book.in_sync = True
+        return True
+    finally:
+        PyMem_Free(mem)
+
+
+cdef inline Py_ssize_t _frac_digits(const unsigned char* p, Py_ssize_t i, Py_ssize_t n,
+                                    int* d) noexcept nogil:
+    """Decimals needed by the plain decimal ``digits[.digits]`` at ``p[i]`` ending with a
+    quote (trailing zeros do not count) into ``d``; index after the quote, or -1."""
+    cdef Py_ssize_t j = i, f0, last = -1
+    while j < n and <unsigned int>p[j] - 48 <= 9:
+        j += 1
+    if j == i or j >= n:
+        return -1
+    d[0] = 0
+    if p[j] == 46:
+        j += 1
+        f0 = j
+        while j < n and <unsigned int>p[j] - 48 <= 9:
+            if p[j] != 48:
+                last = j
+            j += 1
+        if last >= 0:
+            d[0] = <int>(last - f0 + 1)
+    if j >= n or p[j] != 34:
+        return -1
+    return j + 1
+
+
+cdef int _levels_decimals(const unsigned char* p, Span arr, int* ps, int* ss) noexcept nogil:
+    """Raise ``ps``/``ss`` to the decimals the levels of ``arr`` need (shape as
+    ``_levels_fast``); 0, or -1 for any other shape."""
+    cdef Py_ssize_t n = arr.end, i = skip_ws(p, arr.start, arr.end), j
+    cdef int d = 0
+    if i >= n or p[i] != 91:
+        return -1
+    i += 1
+    if i < n and p[i] == 93:
+        return 0
+    while True:
+        if i + 1 >= n or p[i] != 91 or p[i + 1] != 34:
+            return -1
+        j = _frac_digits(p, i + 2, n, &d)
+        if j < 0 or j + 1 >= n or p[j] != 44 or p[j + 1] != 34:
+            return -1
+        if d > ps[0]:
+            ps[0] = d
+        j = _frac_digits(p, j + 2, n, &d)
+        if j < 0:
+            return -1
+        if d > ss[0]:
+            ss[0] = d
+        while j < n and p[j] == 44:                 # OKX: further elements
+            j = skip_value(p, j + 1, n)
+            if j < 0:
+                return -1
+        if j >= n or p[j] != 93:
+            return -1
+        i = j + 1
+        if i < n and p[i] == 44:
+            i += 1
+        elif i < n and p[i] == 93:
+            return 0
+        else:
+            return -1
+
+
+cdef inline Py_ssize_t _skip_elem(const unsigned char* p, Py_ssize_t i,
+                                  Py_ssize_t n) noexcept nogil:
+    """``skip_value`` with the common case inline: a short string without escapes."""
+    cdef Py_ssize_t j
+    if i < n and p[i] == 34:
+        j = i + 1
+        while j < n and j < i + 24:
+            if p[j] == 34:
+                return j + 1
+            if p[j] == 92:
+                break
+            j += 1
+    return skip_value(p, i, n)

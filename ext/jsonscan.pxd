@@ -263,14 +263,22 @@ cdef inline int parse_int(const unsigned char* p, Span v, int64_t* out) noexcept
         i += 1
     if i >= e:
         return -1
-    while i < e:
-        if p[i] < 48 or p[i] > 57:
-            return -1
-        d = p[i] - 48
-        if acc > (<uint64_t>9223372036854775807ULL - d) // 10:
-            return -1
-        acc = acc * 10 + d
-        i += 1
+    if e - i <= 18:                 # cannot overflow: no per-digit check
+        while i < e:
+            d = <uint64_t>p[i] - 48
+            if d > 9:
+                return -1
+            acc = acc * 10 + d
+            i += 1
+    else:
+        while i < e:
+            if p[i] < 48 or p[i] > 57:
+                return -1
+            d = p[i] - 48
+            if acc > (<uint64_t>9223372036854775807ULL - d) // 10:
+                return -1
+            acc = acc * 10 + d
+            i += 1
     out[0] = -<int64_t>acc if neg else <int64_t>acc
     return 0
 

@@ -11,12 +11,16 @@ Example frame::
      [["30249.5","50","0","1"]],"bids":[],"ts":"1652459236000","checksum":-1200119424}]}
 """
 
-from libc.stdint cimport int32_t, int64_t
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
+from libc.stdint cimport int32_t, int64_t, uint32_t, uint64_t
+from libc.stdlib cimport calloc, free
+from libc.string cimport memcpy
 
-from ext.book cimport BOOK_ASK, BOOK_BID, OrderBook, book_best_price
+from ext.book cimport BOOK_ASK, BOOK_BID, BookSide, OrderBook, book_best_price
 from ext.feed cimport (
     K_BOOK,
     K_TRADE,
+    MAX_INSTRUMENTS,
     R_CHECKSUM,
     R_CROSSED,
     R_DROPPED,
@@ -30,7 +34,6 @@ from ext.feed cimport (
     ST_SYNCED,
     Feed,
     Inst,
-    okx_checksum,
 )
 from ext.jsonscan cimport (
     Cursor,
@@ -67,6 +70,192 @@ cdef int _okx_channel_kind(const unsigned char* p, Span c) noexcept:
     return 0
 
 
+cdef extern from *:
+    """
+    /* OKX legacy checksum text cache: the "price:size" text of the levels of the last
+       checksum of one book, per side, best first. Levels of the next checksum that are
+       unchanged (same price and size) copy their text instead of formatting it again. */
+    #define SLIP_CK_LEVELS 25
+    #define SLIP_CK_TEXT 48
+    typedef struct {
+        int64_t key[2][SLIP_CK_LEVELS];      /* price (bid) / -price (ask) */
+        int64_t size[2][SLIP_CK_LEVELS];
+        unsigned char len[2][SLIP_CK_LEVELS];
+        char text[2][SLIP_CK_LEVELS][SLIP_CK_TEXT];
+        int n[2];
+        int ps, ss;                          /* scales the text was made at */
+    } SlipCkCache;
+    static const char SLIP_OKX_DIGITS2[201] =
+        "00010203040506070809101112131415161718192021222324252627282930313233343536373839"
+        "40414243444546474849505152535455565758596061626364656667686970717273747576777879"
+        "8081828384858687888990919293949596979899";
+    static uint32_t slip_okx_crc_table[8][256];
+    """
+    ctypedef struct SlipCkCache:
+        int64_t key[2][25]
+        int64_t size[2][25]
+        unsigned char len[2][25]
+        char text[2][25][48]
+        int n[2]
+        int ps
+        int ss
+    const char SLIP_OKX_DIGITS2[201]
+    uint32_t slip_okx_crc_table[8][256]
+
+
+cdef void _okx_crc_init() noexcept:
+    cdef uint32_t c
+    cdef int i, k
+    for i in range(256):
+        c = <uint32_t>i
+        for k in range(8):
+            c = (0xEDB88320U ^ (c >> 1)) if (c & 1) else (c >> 1)
+        slip_okx_crc_table[0][i] = c
+    for i in range(256):
+        for k in range(1, 8):
+            c = slip_okx_crc_table[k - 1][i]
+            slip_okx_crc_table[k][i] = (c >> 8) ^ slip_okx_crc_table[0][c & 0xFF]
+
+_okx_crc_init()
+
+
+cdef inline uint32_t _okx_crc32(const unsigned char* p, Py_ssize_t n) noexcept nogil:
+    """CRC-32 (zlib polynomial), slice-by-8 (same as ``ext.feed``)."""
+    cdef uint32_t c = 0xFFFFFFFFU
+    cdef uint32_t one, two
+    while n >= 8:
+        one = (<uint32_t>p[0] | (<uint32_t>p[1] << 8) | (<uint32_t>p[2] << 16)
+               | (<uint32_t>p[3] << 24)) ^ c
+        two = <uint32_t>p[4] | (<uint32_t>p[5] << 8) | (<uint32_t>p[6] << 16) \
+            | (<uint32_t>p[7] << 24)
+        c = (slip_okx_crc_table[7][one & 0xFF] ^ slip_okx_crc_table[6][(one >> 8) & 0xFF]
+             ^ slip_okx_crc_table[5][(one >> 16) & 0xFF] ^ slip_okx_crc_table[4][one >> 24]
+             ^ slip_okx_crc_table[3][two & 0xFF] ^ slip_okx_crc_table[2][(two >> 8) & 0xFF]
+             ^ slip_okx_crc_table[1][(two >> 16) & 0xFF] ^ slip_okx_crc_table[0][two >> 24])
+        p += 8
+        n -= 8
+    while n > 0:
+        c = slip_okx_crc_table[0][(c ^ p[0]) & 0xFF] ^ (c >> 8)
+        p += 1
+        n -= 1
+    return c ^ 0xFFFFFFFFU
+
+
+cdef inline Py_ssize_t _fmt_dec(char* out, int64_t v, int scale) noexcept nogil:
+    """Shortest exact decimal text of ``v * 10**-scale`` into ``out``; returns its length.
+
+    Digits are written right to left into a 24-byte scratch (two at a time), the point
+    inserted on the way, then copied once.
+    """
+    cdef char tmp[24]
+    cdef Py_ssize_t e = 24, k
+    cdef bint neg = v < 0
+    cdef uint64_t u = <uint64_t>(-v) if neg else <uint64_t>v
+    cdef uint32_t r
+    if u == 0:
+        out[0] = 48
+        return 1
+    while scale > 0 and u % 10 == 0:        # trailing fractional zeros are not written
+        u //= 10
+        scale -= 1
+    if scale > 0:
+        while scale >= 2:
+            r = <uint32_t>(u % 100)
+            u //= 100
+            e -= 2
+            tmp[e] = SLIP_OKX_DIGITS2[2 * r]
+            tmp[e + 1] = SLIP_OKX_DIGITS2[2 * r + 1]
+            scale -= 2
+        if scale == 1:
+            e -= 1
+            tmp[e] = <char>(48 + u % 10)
+            u //= 10
+        e -= 1
+        tmp[e] = 46                         # '.'
+    while u >= 100:
+        r = <uint32_t>(u % 100)
+        u //= 100
+        e -= 2
+        tmp[e] = SLIP_OKX_DIGITS2[2 * r]
+        tmp[e + 1] = SLIP_OKX_DIGITS2[2 * r + 1]
+    if u >= 10:
+        e -= 2
+        tmp[e] = SLIP_OKX_DIGITS2[2 * u]
+        tmp[e + 1] = SLIP_OKX_DIGITS2[2 * u + 1]
+    else:
+        e -= 1
+        tmp[e] = <char>(48 + u)
+    if neg:
+        e -= 1
+        tmp[e] = 45
+    k = 24 - e
+    memcpy(out, tmp + e, <size_t>k)
+    return k
+
+
+cdef int32_t _okx_checksum_cached(OrderBook book, SlipCkCache* c) noexcept nogil:
+    """OKX legacy CRC32 (signed) of the top 25 levels, as ``ext.feed.okx_checksum``, reusing
+    the text of levels unchanged since the previous call on the same book (``c``)."""
+    cdef char buf[2 * 25 * 48 + 64]
+    cdef int64_t nkey[2][25]
+    cdef int64_t nsize[2][25]
+    cdef unsigned char nlen[2][25]
+    cdef char ntext[2][25][48]
+    cdef int cnt[2]
+    cdef int side, j, ci, ps = book.price_scale, ss = book.size_scale
+    cdef Py_ssize_t i, k, m
+    cdef const BookSide* s
+    cdef int64_t key, sz
+    cdef char* t
+    if c.ps != ps or c.ss != ss:
+        c.n[0] = 0
+        c.n[1] = 0
+        c.ps = ps
+        c.ss = ss
+    for side in range(2):
+        s = &book.sides[side]
+        i = s.n - 1
+        j = 0
+        ci = 0
+        while i >= 0 and j < 25:
+            sz = s.sizes[i]
+            if sz != 0:
+                key = s.keys[i]
+                while ci < c.n[side] and c.key[side][ci] > key:
+                    ci += 1
+                nkey[side][j] = key
+                nsize[side][j] = sz
+                t = ntext[side][j]
+                if ci < c.n[side] and c.key[side][ci] == key and c.size[side][ci] == sz:
+                    m = c.len[side][ci]
+                    memcpy(t, c.text[side][ci], 48)     # whole slot: a fixed-size copy
+                else:
+                    m = _fmt_dec(t, -key if side else key, ps)
+                    t[m] = 58
+                    m += 1
+                    m += _fmt_dec(t + m, sz, ss)
+                nlen[side][j] = <unsigned char>m
+                j += 1
+            i -= 1
+        cnt[side] = j
+    k = 0
+    for j in range(25):
+        for side in range(2):
+            if j < cnt[side]:
+                if k:
+                    buf[k] = 58
+                    k += 1
+                memcpy(buf + k, ntext[side][j], 48)     # fixed size; buf has the slack
+                k += nlen[side][j]
+    memcpy(c.key, nkey, sizeof(nkey))
+    memcpy(c.size, nsize, sizeof(nsize))
+    memcpy(c.len, nlen, sizeof(nlen))
+    memcpy(c.text, ntext, sizeof(ntext))
+    c.n[0] = cnt[0]
+    c.n[1] = cnt[1]
+    return <int32_t>_okx_crc32(<const unsigned char*>buf, k)
+
+
 cdef class OkxFeed(Feed):
     """OKX v5 public frames: ``books``, ``books5``, ``books50-l2-tbt``, ``books-l2-tbt``,
     ``bbo-tbt`` and ``trades``, for spot and derivatives alike.
@@ -80,14 +269,45 @@ cdef class OkxFeed(Feed):
     """
 
     cdef Py_ssize_t _obj_end     # end of the data item just parsed
+    cdef SlipCkCache** _ck       # checksum text cache per instrument (lazily allocated)
+
+    def __cinit__(self, *args, **kwargs):
+        self._ck = <SlipCkCache**>calloc(MAX_INSTRUMENTS, sizeof(SlipCkCache*))
+        if self._ck == NULL:
+            raise MemoryError()
+
+    def __dealloc__(self):
+        cdef int i
+        if self._ck != NULL:
+            for i in range(MAX_INSTRUMENTS):
+                free(self._ck[i])
+            free(self._ck)
+
+    cdef int32_t _checksum(self, int idx, OrderBook book) except? -1:
+        """``okx_checksum(book)`` through the instrument's text cache."""
+        cdef SlipCkCache* c = self._ck[idx]
+        if c == NULL:
+            c = <SlipCkCache*>calloc(1, sizeof(SlipCkCache))
+            if c == NULL:
+                raise MemoryError()
+            c.ps = -1
+            self._ck[idx] = c
+        return _okx_checksum_cached(book, c)
 
 
     def __init__(self, str market="unknown", Py_ssize_t trade_capacity=65536,
                  Py_ssize_t book_capacity=64):
         Feed.__init__(self, "okx", market, trade_capacity, 0, book_capacity)
 
-    def on_frame(self, const unsigned char[::1] frame not None, int64_t recv_ns=0) -> int:
+    def on_frame(self, frame not None, int64_t recv_ns=0) -> int:
         """Parse one WebSocket frame and apply it; returns a result code (see module).
+
+        Parameters
+        ----------
+        frame : bytes, bytearray or memoryview
+            The frame's bytes (a C-contiguous byte buffer).
+        recv_ns : int, default 0
+            Local receive time (ns), stored with trade records.
 
         Raises
         ------
@@ -95,7 +315,8 @@ cdef class OkxFeed(Feed):
             On malformed JSON or values (the book concerned is marked out of sync).
         """
         cdef const unsigned char* p
-        cdef Py_ssize_t n = frame.shape[0]
+        cdef const unsigned char[::1] view
+        cdef Py_ssize_t n
         cdef Cursor cur, dc
         cdef Span key, val, arg, data, action, chan, inst, item
         cdef bint has_arg = False, has_data = False, has_action = False, has_event = False
@@ -103,9 +324,15 @@ cdef class OkxFeed(Feed):
         cdef Py_ssize_t vstart, i
         data.start = 0
         data.end = 0
+        if type(frame) is bytes:        # the usual case: no buffer acquisition
+            self._p = <const unsigned char*>PyBytes_AS_STRING(frame)
+            n = PyBytes_GET_SIZE(frame)
+        else:
+            view = frame
+            n = view.shape[0]
+            self._p = &view[0] if n else NULL
         if n == 0:
             raise FrameError("empty frame", self.venue, None, 0)
-        self._p = &frame[0]
         self._plen = n
         self._recv_ns = recv_ns
         self._channel = None
@@ -308,7 +535,7 @@ cdef class OkxFeed(Feed):
             return R_CROSSED
         if not has_ck or checksum == 0:
             it.ck_none += 1
-        elif okx_checksum(book) == <int32_t>checksum:
+        elif self._checksum(idx, book) == <int32_t>checksum:
             it.ck_ok += 1
         else:
             it.ck_bad += 1

@@ -30,6 +30,96 @@ cdef extern from *:
     const uint64_t SLIP_POW10[19]
 
 
+cdef extern from *:
+    """
+    #include <string.h>
+    #if defined(__GNUC__) && defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    #define SLIP_SWAR 1
+    #else
+    #define SLIP_SWAR 0
+    #endif
+    /* Wire fast path: the body of a JSON string at p[i] (just after its opening quote),
+       of the plain form digits[.digits] with at most 18 digits kept, as the exact integer
+       value * 10**scale (0 <= scale <= 18). Fractional digits beyond `scale` must be
+       zeros (Binance pads to 8 decimals). Returns the index just after the closing quote,
+       or -1 when the text is anything else (sign, exponent, escape, too many digits, a
+       non-zero digit beyond the scale, overflow, no closing quote before n): the caller
+       then takes the general path, which handles or reports it. Never reads p[n]. */
+    #if defined(__GNUC__)
+    __attribute__((always_inline))
+    #endif
+    static inline Py_ssize_t slip_quoted_scaled(const unsigned char* p, Py_ssize_t i,
+                                                Py_ssize_t n, int scale, int64_t* out) {
+        uint64_t acc = 0;
+        unsigned d;
+        Py_ssize_t j = i, nd, frac = 0, stop;
+        while (j < n && (d = (unsigned)p[j] - 48u) <= 9u) {
+            acc = acc * 10u + d;
+            j++;
+        }
+        nd = j - i;
+        if (nd == 0 || nd > 18 || j >= n)
+            return -1;
+        if (p[j] == 46) {                       /* '.' */
+            Py_ssize_t f0 = ++j;
+            stop = f0 + scale < n ? f0 + scale : n;
+    #if SLIP_SWAR
+            while (stop - j >= 8) {             /* eight digits at a time */
+                uint64_t w, v;
+                memcpy(&w, p + j, 8);
+                /* each byte '0'..'9': high nibble 3, and still 3 after adding 6 */
+                if (((w & 0xF0F0F0F0F0F0F0F0ULL) | ((w + 0x0606060606060606ULL)
+                        & 0xF0F0F0F0F0F0F0F0ULL) >> 4) != 0x3333333333333333ULL)
+                    break;
+                v = w - 0x3030303030303030ULL;  /* byte k = digit k (first digit lowest) */
+                v = (v * 10u + (v >> 8)) & 0x00FF00FF00FF00FFULL;      /* 2-digit lanes */
+                v = (v * 100u + (v >> 16)) & 0x0000FFFF0000FFFFULL;    /* 4-digit lanes */
+                v = (v * 10000u + (v >> 32)) & 0xFFFFFFFFULL;          /* 8 digits */
+                acc = acc * 100000000u + v;
+                j += 8;
+            }
+    #endif
+            while (j < stop && (d = (unsigned)p[j] - 48u) <= 9u) {
+                acc = acc * 10u + d;
+                j++;
+            }
+            frac = j - f0;
+            if (nd + frac > 18)
+                return -1;
+    #if SLIP_SWAR
+            while (n - j >= 8) {                /* zeros beyond the scale, 8 at a time */
+                uint64_t w;
+                memcpy(&w, p + j, 8);
+                w ^= 0x3030303030303030ULL;
+                if (w) {
+                    j += __builtin_ctzll(w) >> 3;
+                    break;
+                }
+                j += 8;
+            }
+    #endif
+            while (j < n && p[j] == 48)
+                j++;
+            if (j >= n)
+                return -1;
+        }
+        if (p[j] != 34)                         /* '"' */
+            return -1;
+        if (frac < scale) {
+            /* acc < 10**(nd + frac): the product stays below 10**18 < 2**63 when
+               nd + scale <= 18; larger values take the general path */
+            if (nd + scale > 18)
+                return -1;
+            acc *= SLIP_POW10[scale - frac];
+        }
+        *out = (int64_t)acc;
+        return j + 1;
+    }
+    """
+    Py_ssize_t slip_quoted_scaled(const unsigned char* p, Py_ssize_t i, Py_ssize_t n,
+                                  int scale, int64_t* out) noexcept nogil
+
+
 cdef inline int decompose_decimal(const unsigned char* p, Py_ssize_t n, uint64_t* mant,
                                   int* expo10, bint* negative) noexcept nogil:
     """Split ``[+-]digits[.digits][(e|E)[+-]digits]`` into ``mant * 10**expo10``.

@@ -352,7 +352,7 @@ cdef inline Py_ssize_t _scan_side(WallDetector self, OrderBook book, int side, d
     cdef Py_ssize_t cap = self.cfg.band_levels
     cdef uint64_t* vals = self.vals
     cdef int64_t* prices = self.prices
-    cdef uint64_t x, med, mad = 0, ithr
+    cdef uint64_t x, med, mad = 0, ithr, vmax = 0
     cdef int64_t sz, key
     cdef double key_lim, thr, depth_d, med_d, mad_thr
     cdef wall_u128 depth = 0
@@ -376,6 +376,7 @@ cdef inline Py_ssize_t _scan_side(WallDetector self, OrderBook book, int side, d
             depth += <uint64_t>sz
             lt += <uint64_t>sz < h
             le += <uint64_t>sz <= h
+            vmax = <uint64_t>sz if <uint64_t>sz > vmax else vmax
             n += 1
         i -= 1
     if n < self.cfg.min_levels:
@@ -396,20 +397,22 @@ cdef inline Py_ssize_t _scan_side(WallDetector self, OrderBook book, int side, d
     ithr = <uint64_t>ceil(thr) if thr < 1.8446744073709552e19 else UINT64_MAX
     if ithr <= med:
         ithr = med + 1
-    for j in range(n):
-        self.cand[nc] = j
-        nc += vals[j] >= ithr
-    if nc == 0:
+    if vmax < ithr:                 # no candidate: no MAD needed
         return 0
+    # one pass: candidates, |size - median| and the MAD hint's rank counts
     h = self.mad_hint[side]
     lt = 0
     le = 0
     for j in range(n):
         x = vals[j]
+        self.cand[nc] = j
+        nc += x >= ithr
         x = x - med if x > med else med - x
         self.sel[j] = x
         lt += x < h
         le += x <= h
+    if nc == 0:
+        return 0
     mad = _select_hinted(self.sel, n, k, h, lt, le)
     self.mad_hint[side] = mad
     mad_thr = self.cfg.k_mad * <double>mad
