@@ -55,11 +55,7 @@ from ext.book cimport (
     BookSide,
     book_apply,
     book_apply_at,
-    book_bracket,
-    book_bracket_near,
-    book_lower_bound,
     book_lower_bound_near,
-    slip_prefetch,
     book_best_price,
     book_best_size,
 )
@@ -168,36 +164,6 @@ cdef extern from *:
     """
     void slip_lower_bound4(const int64_t** keys, const Py_ssize_t* ns, const int64_t* key,
                            Py_ssize_t* out) noexcept nogil
-
-
-cdef inline void _lower_bound2(const int64_t* k1, Py_ssize_t n1, int64_t key1, Py_ssize_t h1,
-                               Py_ssize_t* r1, const int64_t* k2, Py_ssize_t n2, int64_t key2,
-                               Py_ssize_t h2, Py_ssize_t* r2) noexcept nogil:
-    """``book_lower_bound_near`` of two keys at once: the chains of dependent loads overlap."""
-    cdef Py_ssize_t m1, m2, t1, t2
-    cdef const int64_t* b1 = k1 + book_bracket_near(k1, n1, key1, h1, &m1)
-    cdef const int64_t* b2 = k2 + book_bracket_near(k2, n2, key2, h2, &m2)
-    while m1 > 1 and m2 > 1:
-        t1 = m1 >> 1
-        t2 = m2 >> 1
-        slip_prefetch(b1 + (t1 >> 1))
-        slip_prefetch(b1 + t1 + (t1 >> 1))
-        slip_prefetch(b2 + (t2 >> 1))
-        slip_prefetch(b2 + t2 + (t2 >> 1))
-        b1 = b1 + t1 if b1[t1] < key1 else b1
-        b2 = b2 + t2 if b2[t2] < key2 else b2
-        m1 -= t1
-        m2 -= t2
-    while m1 > 1:
-        t1 = m1 >> 1
-        b1 = b1 + t1 if b1[t1] < key1 else b1
-        m1 -= t1
-    while m2 > 1:
-        t2 = m2 >> 1
-        b2 = b2 + t2 if b2[t2] < key2 else b2
-        m2 -= t2
-    r1[0] = n1 if m1 < 0 else (b1 - k1) + (b1[0] < key1)
-    r2[0] = n2 if m2 < 0 else (b2 - k2) + (b2[0] < key2)
 
 
 cdef inline Py_ssize_t _top_into(const BookSide* s, int side, int64_t* out_p,
