@@ -155,3 +155,4 @@ cdef class Feed:
 
 
 cdef int32_t okx_checksum(OrderBook book) noexcept
+cdef uint32_t okx_crc32(const unsigned char* p, Py_ssize_t n) noexcept nogil

@@ -223,6 +223,11 @@ cdef inline Py_ssize_t _put_level(char* buf, Py_ssize_t k, int64_t price, int64_
     return k + _fmt_scaled(buf + k, size, ss)
 
 
+cdef uint32_t okx_crc32(const unsigned char* p, Py_ssize_t n) noexcept nogil:
+    """CRC-32 (zlib polynomial) of ``p[:n]``; shared with ``ext.okx``'s cached checksum."""
+    return _crc32(p, n)
+
+
 cdef int32_t okx_checksum(OrderBook book) noexcept:
     """OKX legacy CRC32 (signed) of the top 25 levels, text rebuilt exactly from the ints."""
     cdef char buf[8192]

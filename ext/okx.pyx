@@ -34,6 +34,7 @@ from ext.feed cimport (
     ST_SYNCED,
     Feed,
     Inst,
+    okx_crc32,
 )
 from ext.jsonscan cimport (
     Cursor,
@@ -89,7 +90,6 @@ cdef extern from *:
         "00010203040506070809101112131415161718192021222324252627282930313233343536373839"
         "40414243444546474849505152535455565758596061626364656667686970717273747576777879"
         "8081828384858687888990919293949596979899";
-    static uint32_t slip_okx_crc_table[8][256];
     """
     ctypedef struct SlipCkCache:
         int64_t key[2][25]
@@ -100,45 +100,6 @@ cdef extern from *:
         int ps
         int ss
     const char SLIP_OKX_DIGITS2[201]
-    uint32_t slip_okx_crc_table[8][256]
-
-
-cdef void _okx_crc_init() noexcept:
-    cdef uint32_t c
-    cdef int i, k
-    for i in range(256):
-        c = <uint32_t>i
-        for k in range(8):
-            c = (0xEDB88320U ^ (c >> 1)) if (c & 1) else (c >> 1)
-        slip_okx_crc_table[0][i] = c
-    for i in range(256):
-        for k in range(1, 8):
-            c = slip_okx_crc_table[k - 1][i]
-            slip_okx_crc_table[k][i] = (c >> 8) ^ slip_okx_crc_table[0][c & 0xFF]
-
-_okx_crc_init()
-
-
-cdef inline uint32_t _okx_crc32(const unsigned char* p, Py_ssize_t n) noexcept nogil:
-    """CRC-32 (zlib polynomial), slice-by-8 (same as ``ext.feed``)."""
-    cdef uint32_t c = 0xFFFFFFFFU
-    cdef uint32_t one, two
-    while n >= 8:
-        one = (<uint32_t>p[0] | (<uint32_t>p[1] << 8) | (<uint32_t>p[2] << 16)
-               | (<uint32_t>p[3] << 24)) ^ c
-        two = <uint32_t>p[4] | (<uint32_t>p[5] << 8) | (<uint32_t>p[6] << 16) \
-            | (<uint32_t>p[7] << 24)
-        c = (slip_okx_crc_table[7][one & 0xFF] ^ slip_okx_crc_table[6][(one >> 8) & 0xFF]
-             ^ slip_okx_crc_table[5][(one >> 16) & 0xFF] ^ slip_okx_crc_table[4][one >> 24]
-             ^ slip_okx_crc_table[3][two & 0xFF] ^ slip_okx_crc_table[2][(two >> 8) & 0xFF]
-             ^ slip_okx_crc_table[1][(two >> 16) & 0xFF] ^ slip_okx_crc_table[0][two >> 24])
-        p += 8
-        n -= 8
-    while n > 0:
-        c = slip_okx_crc_table[0][(c ^ p[0]) & 0xFF] ^ (c >> 8)
-        p += 1
-        n -= 1
-    return c ^ 0xFFFFFFFFU
 
 
 cdef inline Py_ssize_t _fmt_dec(char* out, int64_t v, int scale) noexcept nogil:
@@ -253,7 +214,7 @@ cdef int32_t _okx_checksum_cached(OrderBook book, SlipCkCache* c) noexcept nogil
     memcpy(c.text, ntext, sizeof(ntext))
     c.n[0] = cnt[0]
     c.n[1] = cnt[1]
-    return <int32_t>_okx_crc32(<const unsigned char*>buf, k)
+    return <int32_t>okx_crc32(<const unsigned char*>buf, k)
 
 
 cdef class OkxFeed(Feed):
