@@ -156,3 +156,5 @@ cdef class Feed:
 
 cdef int32_t okx_checksum(OrderBook book) noexcept
 cdef uint32_t okx_crc32(const unsigned char* p, Py_ssize_t n) noexcept nogil
+cdef uint32_t crc32_portable(const unsigned char* p, Py_ssize_t n) noexcept nogil
+cdef bint crc32_uses_clmul() noexcept nogil

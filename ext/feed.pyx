@@ -131,9 +131,105 @@ cdef void _init_tables() noexcept:
 _init_tables()
 
 
-cdef inline uint32_t _crc32(const unsigned char* p, Py_ssize_t n) noexcept nogil:
-    """CRC-32 (zlib polynomial), slice-by-8: eight table lookups per 8 bytes in parallel."""
-    cdef uint32_t c = 0xFFFFFFFFU
+cdef extern from *:
+    """
+    /* CRC-32 (zlib, reflected polynomial 0xEDB88320) by carry-less multiplication.
+       The byte stream is read 16 bytes at a time as 128-bit reflected polynomials (bit j of
+       a register <-> x^(127-j)); a register is moved D bits forward by multiplying its two
+       64-bit halves with x^(64+D) mod P and x^D mod P and adding the product to the register
+       D bits further on. A 64x64 product of reflected operands carries one extra factor x,
+       so every constant is stored as x^(k-1) mod P, reflected into a 64-bit lane (degree m
+       at bit 63-m). Derivation and a bit-exact model: docs/book.md, "OKX checksum CRC-32". */
+    #if defined(__x86_64__) && defined(__GNUC__)
+    #define SLIP_CRC_CLMUL 1
+    #include <stdint.h>
+    #include <wmmintrin.h>
+    #include <smmintrin.h>
+
+    #define SLIP_CRC_K4_HI 0x653d982200000000ULL   /* x^(64+512-1) mod P: fold by 64 bytes */
+    #define SLIP_CRC_K4_LO 0xcad38e8f00000000ULL   /* x^(512-1) mod P */
+    #define SLIP_CRC_K1_HI 0x65673b4600000000ULL   /* x^(64+128-1) mod P: fold by 16 bytes */
+    #define SLIP_CRC_K1_LO 0x9ba54c6f00000000ULL   /* x^(128-1) mod P */
+    #define SLIP_CRC_K96   0xccaa009e00000000ULL   /* x^(96-1) mod P: 128 -> 96 bits */
+    #define SLIP_CRC_K64   0xb8bc676500000000ULL   /* x^(64-1) mod P: 96 -> 64 bits */
+    #define SLIP_CRC_MU    0x1f7011641ULL          /* floor(x^64 / P), reflected 33 bits */
+    #define SLIP_CRC_POLY  0x1db710641ULL          /* P, reflected 33 bits */
+
+    __attribute__((target("pclmul,sse4.1")))
+    static inline __m128i slip_crc_fold(__m128i x, __m128i k) {
+        return _mm_xor_si128(_mm_clmulepi64_si128(x, k, 0x00), _mm_clmulepi64_si128(x, k, 0x11));
+    }
+
+    /* Raw CRC register (no pre/post inversion) after `n` bytes, n a multiple of 16, n >= 16. */
+    __attribute__((target("pclmul,sse4.1")))
+    static uint32_t slip_crc32_clmul(uint32_t crc, const unsigned char* p, size_t n) {
+        __m128i x0, x1, x2, x3, k, t;
+        x0 = _mm_xor_si128(_mm_loadu_si128((const __m128i*)p), _mm_cvtsi32_si128((int)crc));
+        p += 16;
+        n -= 16;
+        if (n >= 48) {
+            x1 = _mm_loadu_si128((const __m128i*)p);
+            x2 = _mm_loadu_si128((const __m128i*)(p + 16));
+            x3 = _mm_loadu_si128((const __m128i*)(p + 32));
+            p += 48;
+            n -= 48;
+            k = _mm_set_epi64x((long long)SLIP_CRC_K4_LO, (long long)SLIP_CRC_K4_HI);
+            while (n >= 64) {
+                x0 = _mm_xor_si128(slip_crc_fold(x0, k), _mm_loadu_si128((const __m128i*)p));
+                x1 = _mm_xor_si128(slip_crc_fold(x1, k), _mm_loadu_si128((const __m128i*)(p + 16)));
+                x2 = _mm_xor_si128(slip_crc_fold(x2, k), _mm_loadu_si128((const __m128i*)(p + 32)));
+                x3 = _mm_xor_si128(slip_crc_fold(x3, k), _mm_loadu_si128((const __m128i*)(p + 48)));
+                p += 64;
+                n -= 64;
+            }
+            k = _mm_set_epi64x((long long)SLIP_CRC_K1_LO, (long long)SLIP_CRC_K1_HI);
+            x0 = _mm_xor_si128(slip_crc_fold(x0, k), x1);
+            x0 = _mm_xor_si128(slip_crc_fold(x0, k), x2);
+            x0 = _mm_xor_si128(slip_crc_fold(x0, k), x3);
+        }
+        k = _mm_set_epi64x((long long)SLIP_CRC_K1_LO, (long long)SLIP_CRC_K1_HI);
+        while (n >= 16) {
+            x0 = _mm_xor_si128(slip_crc_fold(x0, k), _mm_loadu_si128((const __m128i*)p));
+            p += 16;
+            n -= 16;
+        }
+        /* x0 * x^32 mod P: the high-degree half (low qword) times x^96, the other half moved
+           to bits 32..95 (times x^32); then bits 32..63 (degrees 64..95) times x^64 */
+        t = _mm_xor_si128(_mm_clmulepi64_si128(x0, _mm_cvtsi64_si128((long long)SLIP_CRC_K96), 0x00),
+                          _mm_slli_si128(_mm_srli_si128(x0, 8), 4));
+        t = _mm_xor_si128(_mm_clmulepi64_si128(t, _mm_cvtsi64_si128((long long)SLIP_CRC_K64), 0x00), t);
+        t = _mm_srli_si128(t, 8);           /* the 64-bit remainder T, reflected, in the low qword */
+        /* Barrett: q = floor(T_hi * mu / x^32) (low 32 bits of the product), T mod P =
+           T_lo + q*P mod x^32 (bits 32..63 of the product) */
+        x1 = _mm_clmulepi64_si128(_mm_and_si128(t, _mm_cvtsi32_si128(-1)),
+                                  _mm_cvtsi64_si128((long long)SLIP_CRC_MU), 0x00);
+        x1 = _mm_clmulepi64_si128(_mm_and_si128(x1, _mm_cvtsi32_si128(-1)),
+                                  _mm_cvtsi64_si128((long long)SLIP_CRC_POLY), 0x00);
+        return (uint32_t)_mm_extract_epi32(_mm_xor_si128(x1, t), 1);
+    }
+
+    static int slip_crc_has_clmul(void) {
+        __builtin_cpu_init();
+        return __builtin_cpu_supports("pclmul") && __builtin_cpu_supports("sse4.1");
+    }
+    #else
+    #define SLIP_CRC_CLMUL 0
+    static uint32_t slip_crc32_clmul(uint32_t crc, const unsigned char* p, size_t n) {
+        (void)p; (void)n; return crc;   /* never called: slip_crc_has_clmul() is 0 */
+    }
+    static int slip_crc_has_clmul(void) { return 0; }
+    #endif
+    """
+    uint32_t slip_crc32_clmul(uint32_t crc, const unsigned char* p, size_t n) noexcept nogil
+    int slip_crc_has_clmul() noexcept nogil
+
+cdef bint _CRC_CLMUL = slip_crc_has_clmul() != 0   # chosen once, at import
+
+
+cdef inline uint32_t _crc32_table(uint32_t c, const unsigned char* p,
+                                  Py_ssize_t n) noexcept nogil:
+    """Raw CRC-32 register ``c`` (zlib polynomial) after ``p[:n]``, slice-by-8: eight table
+    lookups per 8 bytes in parallel, then byte by byte."""
     cdef uint32_t one, two
     while n >= 8:
         one = (<uint32_t>p[0] | (<uint32_t>p[1] << 8) | (<uint32_t>p[2] << 16)
@@ -150,7 +246,31 @@ cdef inline uint32_t _crc32(const unsigned char* p, Py_ssize_t n) noexcept nogil
         c = _CRC_TABLE[0][(c ^ p[0]) & 0xFF] ^ (c >> 8)
         p += 1
         n -= 1
-    return c ^ 0xFFFFFFFFU
+    return c
+
+
+cdef inline uint32_t _crc32(const unsigned char* p, Py_ssize_t n) noexcept nogil:
+    """CRC-32 (zlib polynomial) of ``p[:n]``: whole 16-byte blocks by carry-less multiply
+    folding where the CPU has PCLMULQDQ (x86-64, checked at import), the rest (and
+    everything elsewhere) by the slice-by-8 tables."""
+    cdef uint32_t c = 0xFFFFFFFFU
+    cdef Py_ssize_t m
+    if _CRC_CLMUL and n >= 32:
+        m = n & ~(<Py_ssize_t>15)
+        c = slip_crc32_clmul(c, p, <size_t>m)
+        p += m
+        n -= m
+    return _crc32_table(c, p, n) ^ 0xFFFFFFFFU
+
+
+cdef uint32_t crc32_portable(const unsigned char* p, Py_ssize_t n) noexcept nogil:
+    """CRC-32 of ``p[:n]`` by the tables only (the fallback path, for tests)."""
+    return _crc32_table(0xFFFFFFFFU, p, n) ^ 0xFFFFFFFFU
+
+
+cdef bint crc32_uses_clmul() noexcept nogil:
+    """Whether :func:`okx_crc32` folds with PCLMULQDQ on this CPU."""
+    return _CRC_CLMUL
 
 
 cdef extern from *:
@@ -502,7 +622,7 @@ cdef class Feed:
                     px.start = i + 2
                     j = slip_quoted_scaled(p, j + 2, n, it.size_scale, &size)
                     while j > 0 and j < n and p[j] == 44:    # OKX: further elements
-                        j = _skip_elem(p, j + 1, n)
+                        j = _skip_digits_elem(p, j + 1, n)
                     if j >= n or p[j] != 93:
                         j = -1
                 else:
@@ -536,6 +656,9 @@ cdef class Feed:
                 raise self._error("level out of range (negative size or huge price)", px.start)
             if st == BOOK_ENOMEM:
                 raise MemoryError()
+            if i + 2 < n and p[i + 1] == 44 and p[i + 2] == 91:
+                i += 2                              # "],[": the next level, no whitespace
+                continue
             i = skip_ws(p, i + 1, n)
             if i < n and p[i] == 44:
                 i = skip_ws(p, i + 1, n)
@@ -900,7 +1023,7 @@ cdef Py_ssize_t _levels_fast(const unsigned char* p, Span arr, int ps, int ss,
             return -1
         j = slip_quoted_scaled(p, j + 2, n, ss, &size)
         while j > 0 and j < n and p[j] == 44:       # OKX: further elements
-            j = _skip_elem(p, j + 1, n)
+            j = _skip_digits_elem(p, j + 1, n)
         if j < 0 or j >= n or p[j] != 93 or cnt >= cap:
             return -1
         prices[cnt] = price
@@ -1039,7 +1162,7 @@ cdef int _levels_decimals(const unsigned char* p, Span arr, int* ps, int* ss) no
         if d > ss[0]:
             ss[0] = d
         while j < n and p[j] == 44:                 # OKX: further elements
-            j = skip_value(p, j + 1, n)
+            j = _skip_digits_elem(p, j + 1, n)
             if j < 0:
                 return -1
         if j >= n or p[j] != 93:
@@ -1066,3 +1189,17 @@ cdef inline Py_ssize_t _skip_elem(const unsigned char* p, Py_ssize_t i,
                 break
             j += 1
     return skip_value(p, i, n)
+
+
+cdef inline Py_ssize_t _skip_digits_elem(const unsigned char* p, Py_ssize_t i,
+                                         Py_ssize_t n) noexcept nogil:
+    """``_skip_elem`` for OKX's usual extra level elements, strings of digits only
+    (``"0"``, ``"4"``): a digits-only run closed by a quote is a whole JSON string."""
+    cdef Py_ssize_t j
+    if i < n and p[i] == 34:
+        j = i + 1
+        while j < n and <unsigned int>p[j] - 48 <= 9:
+            j += 1
+        if j < n and p[j] == 34:
+            return j + 1
+    return _skip_elem(p, i, n)

@@ -4,6 +4,10 @@ from typing_extensions import disjoint_base
 
 from ext.feed import Feed
 
+CRC32_CLMUL: bool
+
+def crc32(data: bytes | bytearray | memoryview, portable: bool = False) -> int: ...
+
 @disjoint_base
 class OkxFeed(Feed):
     def __init__(

@@ -12,9 +12,9 @@ Example frame::
 """
 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
-from libc.stdint cimport int32_t, int64_t, uint32_t, uint64_t
+from libc.stdint cimport int32_t, int64_t, uint16_t, uint32_t, uint64_t
 from libc.stdlib cimport calloc, free
-from libc.string cimport memcpy
+from libc.string cimport memcmp, memcpy
 
 from ext.book cimport BOOK_ASK, BOOK_BID, BookSide, OrderBook, book_best_price
 from ext.feed cimport (
@@ -34,6 +34,8 @@ from ext.feed cimport (
     ST_SYNCED,
     Feed,
     Inst,
+    crc32_portable,
+    crc32_uses_clmul,
     okx_crc32,
 )
 from ext.jsonscan cimport (
@@ -54,6 +56,30 @@ from ext.jsonscan cimport (
 
 from ext.feed import FrameError
 
+CRC32_CLMUL = bool(crc32_uses_clmul())   # the checksum CRC folds with PCLMULQDQ here
+
+
+def crc32(data, bint portable=False) -> int:
+    """CRC-32 (zlib polynomial) of ``data`` as the OKX checksum computes it (for tests).
+
+    Parameters
+    ----------
+    data : bytes, bytearray or memoryview
+        A C-contiguous byte buffer (any alignment).
+    portable : bool, default False
+        Use the slice-by-8 tables even where the PCLMULQDQ path is available.
+
+    Returns
+    -------
+    int
+        The unsigned CRC-32, as ``zlib.crc32(data)``.
+    """
+    cdef const unsigned char[::1] v = data
+    cdef const unsigned char* p = &v[0] if v.shape[0] else NULL
+    if portable:
+        return crc32_portable(p, v.shape[0])
+    return okx_crc32(p, v.shape[0])
+
 cdef enum:
     OKX_INCREMENTAL = 1   # books, books50-l2-tbt, books-l2-tbt: snapshot + updates
     OKX_FULL = 2          # books5, bbo-tbt: every message is the whole (top-N) book
@@ -73,18 +99,27 @@ cdef int _okx_channel_kind(const unsigned char* p, Span c) noexcept:
 
 cdef extern from *:
     """
-    /* OKX legacy checksum text cache: the "price:size" text of the levels of the last
-       checksum of one book, per side, best first. Levels of the next checksum that are
-       unchanged (same price and size) copy their text instead of formatting it again. */
+    /* OKX legacy checksum text cache of one book: the text of the last checksum
+       ("bid:size:ask:size:..." of the top 25 levels) and, per side and rank, the level's
+       key, size and where its "price:size" sits in that text. Two generations: the next
+       checksum is written into the other one, copying the text of every level that is
+       unchanged (same price and size) from the last one instead of formatting it again.
+       A level's text is at most 43 bytes (two 21-character decimals and a colon), so a
+       fixed 48-byte copy is always enough; the buffers have the slack for it. */
     #define SLIP_CK_LEVELS 25
-    #define SLIP_CK_TEXT 48
+    #define SLIP_CK_COPY 48
+    #define SLIP_CK_BUF (2 * SLIP_CK_LEVELS * 44 + 2 * SLIP_CK_COPY + 64)
     typedef struct {
-        int64_t key[2][SLIP_CK_LEVELS];      /* price (bid) / -price (ask) */
-        int64_t size[2][SLIP_CK_LEVELS];
-        unsigned char len[2][SLIP_CK_LEVELS];
-        char text[2][SLIP_CK_LEVELS][SLIP_CK_TEXT];
-        int n[2];
-        int ps, ss;                          /* scales the text was made at */
+        int64_t key[2][2][SLIP_CK_LEVELS];   /* [generation][side][rank]: price / -price */
+        int64_t size[2][2][SLIP_CK_LEVELS];
+        uint16_t off[2][2][SLIP_CK_LEVELS];
+        unsigned char len[2][2][SLIP_CK_LEVELS];
+        int n[2][2];
+        char text[2][SLIP_CK_BUF];
+        int gen;                             /* generation of the last checksum */
+        int ps, ss;                          /* scales its text was made at */
+        int has_crc;
+        uint32_t crc;                        /* CRC-32 of the last text */
     } SlipCkCache;
     static const char SLIP_OKX_DIGITS2[201] =
         "00010203040506070809101112131415161718192021222324252627282930313233343536373839"
@@ -92,24 +127,29 @@ cdef extern from *:
         "8081828384858687888990919293949596979899";
     """
     ctypedef struct SlipCkCache:
-        int64_t key[2][25]
-        int64_t size[2][25]
-        unsigned char len[2][25]
-        char text[2][25][48]
-        int n[2]
+        int64_t key[2][2][25]
+        int64_t size[2][2][25]
+        uint16_t off[2][2][25]
+        unsigned char len[2][2][25]
+        int n[2][2]
+        char text[2][1]                     # SLIP_CK_BUF bytes each (C side)
+        int gen
         int ps
         int ss
+        bint has_crc
+        uint32_t crc
     const char SLIP_OKX_DIGITS2[201]
+    const int SLIP_CK_COPY
 
 
 cdef inline Py_ssize_t _fmt_dec(char* out, int64_t v, int scale) noexcept nogil:
     """Shortest exact decimal text of ``v * 10**-scale`` into ``out``; returns its length.
 
-    Digits are written right to left into a 24-byte scratch (two at a time), the point
-    inserted on the way, then copied once.
+    Digits are written right to left into a scratch (two at a time), the point inserted on
+    the way, then copied with one fixed 24-byte move: ``out`` needs 24 writable bytes.
     """
-    cdef char tmp[24]
-    cdef Py_ssize_t e = 24, k
+    cdef char tmp[48]
+    cdef Py_ssize_t e = 24
     cdef bint neg = v < 0
     cdef uint64_t u = <uint64_t>(-v) if neg else <uint64_t>v
     cdef uint32_t r
@@ -149,72 +189,115 @@ cdef inline Py_ssize_t _fmt_dec(char* out, int64_t v, int scale) noexcept nogil:
     if neg:
         e -= 1
         tmp[e] = 45
-    k = 24 - e
-    memcpy(out, tmp + e, <size_t>k)
-    return k
+    memcpy(out, tmp + e, 24)                # fixed size: the bytes past 24 - e are junk
+    return 24 - e
+
+
+cdef inline int _ck_walk(const BookSide* s, const int64_t* pkey, const int64_t* psize,
+                         int pn, int64_t* nkey, int64_t* nsize, int* src) noexcept nogil:
+    """The side's top 25 live levels (best first) into ``nkey``/``nsize``; ``src[j]`` is the
+    index of the same level (price and size) in the previous text's levels, or -1.
+    Returns the count. Locals only in the loop (the build has -fno-strict-aliasing)."""
+    cdef const int64_t* keys = s.keys
+    cdef const int64_t* sizes = s.sizes
+    cdef Py_ssize_t i = s.n - 1
+    cdef int j = 0, ci = 0
+    cdef int64_t key, sz
+    while j < 25:
+        while i >= 0 and sizes[i] == 0:         # tombstones
+            i -= 1
+        if i < 0:
+            break
+        key = keys[i]
+        sz = sizes[i]
+        i -= 1
+        while ci < pn and pkey[ci] > key:       # previous levels better than this one
+            ci += 1
+        src[j] = ci if ci < pn and pkey[ci] == key and psize[ci] == sz else -1
+        nkey[j] = key
+        nsize[j] = sz
+        j += 1
+    return j
+
+
+cdef inline Py_ssize_t _ck_text(char* buf, Py_ssize_t k, int src, const char* ptext,
+                                const uint16_t* poff, const unsigned char* plen, int64_t price,
+                                int64_t size, int ps, int ss, uint16_t* off,
+                                unsigned char* ln) noexcept nogil:
+    """Append ``[:]price:size`` to ``buf[:k]`` (copied from the previous text when ``src``
+    >= 0); records where it went; returns the new length."""
+    cdef Py_ssize_t m
+    cdef char* t
+    if k:
+        buf[k] = 58
+        k += 1
+    t = buf + k
+    if src >= 0:
+        memcpy(t, ptext + poff[src], SLIP_CK_COPY)
+        m = plen[src]
+    else:
+        m = _fmt_dec(t, price, ps)
+        t[m] = 58
+        m += 1
+        m += _fmt_dec(t + m, size, ss)
+    off[0] = <uint16_t>k
+    ln[0] = <unsigned char>m
+    return k + m
 
 
 cdef int32_t _okx_checksum_cached(OrderBook book, SlipCkCache* c) noexcept nogil:
     """OKX legacy CRC32 (signed) of the top 25 levels, as ``ext.feed.okx_checksum``, reusing
-    the text of levels unchanged since the previous call on the same book (``c``)."""
-    cdef char buf[2 * 25 * 48 + 64]
-    cdef int64_t nkey[2][25]
-    cdef int64_t nsize[2][25]
-    cdef unsigned char nlen[2][25]
-    cdef char ntext[2][25][48]
-    cdef int cnt[2]
-    cdef int side, j, ci, ps = book.price_scale, ss = book.size_scale
-    cdef Py_ssize_t i, k, m
-    cdef const BookSide* s
-    cdef int64_t key, sz
-    cdef char* t
+    the text of levels unchanged since the previous call on the same book (``c``).
+
+    Each side's top 25 is found and matched against the previous levels first; the text
+    is then written straight into the cache's other generation, interleaved (bid, ask,
+    bid, ...). When every level equals the previous one at the same rank the text is the
+    previous text and its CRC is reused.
+    """
+    cdef int prev = c.gen, cur = 1 - c.gen, j, nb, na
+    cdef int ps = book.price_scale, ss = book.size_scale
+    cdef Py_ssize_t k = 0
+    cdef int sb[25]
+    cdef int sa[25]
+    cdef bint same = c.has_crc
+    cdef const char* ptext
+    cdef char* buf
+    cdef uint32_t crc
     if c.ps != ps or c.ss != ss:
-        c.n[0] = 0
-        c.n[1] = 0
+        c.n[prev][0] = 0
+        c.n[prev][1] = 0
         c.ps = ps
         c.ss = ss
-    for side in range(2):
-        s = &book.sides[side]
-        i = s.n - 1
-        j = 0
-        ci = 0
-        while i >= 0 and j < 25:
-            sz = s.sizes[i]
-            if sz != 0:
-                key = s.keys[i]
-                while ci < c.n[side] and c.key[side][ci] > key:
-                    ci += 1
-                nkey[side][j] = key
-                nsize[side][j] = sz
-                t = ntext[side][j]
-                if ci < c.n[side] and c.key[side][ci] == key and c.size[side][ci] == sz:
-                    m = c.len[side][ci]
-                    memcpy(t, c.text[side][ci], 48)     # whole slot: a fixed-size copy
-                else:
-                    m = _fmt_dec(t, -key if side else key, ps)
-                    t[m] = 58
-                    m += 1
-                    m += _fmt_dec(t + m, sz, ss)
-                nlen[side][j] = <unsigned char>m
-                j += 1
-            i -= 1
-        cnt[side] = j
-    k = 0
-    for j in range(25):
-        for side in range(2):
-            if j < cnt[side]:
-                if k:
-                    buf[k] = 58
-                    k += 1
-                memcpy(buf + k, ntext[side][j], 48)     # fixed size; buf has the slack
-                k += nlen[side][j]
-    memcpy(c.key, nkey, sizeof(nkey))
-    memcpy(c.size, nsize, sizeof(nsize))
-    memcpy(c.len, nlen, sizeof(nlen))
-    memcpy(c.text, ntext, sizeof(ntext))
-    c.n[0] = cnt[0]
-    c.n[1] = cnt[1]
-    return <int32_t>okx_crc32(<const unsigned char*>buf, k)
+        same = False
+    nb = _ck_walk(&book.sides[0], c.key[prev][0], c.size[prev][0], c.n[prev][0],
+                  c.key[cur][0], c.size[cur][0], sb)
+    na = _ck_walk(&book.sides[1], c.key[prev][1], c.size[prev][1], c.n[prev][1],
+                  c.key[cur][1], c.size[cur][1], sa)
+    if nb != c.n[prev][0] or na != c.n[prev][1]:
+        same = False
+    ptext = c.text[prev]
+    buf = c.text[cur]
+    for j in range(max(nb, na)):
+        if j < nb:
+            same = same and sb[j] == j
+            k = _ck_text(buf, k, sb[j], ptext, c.off[prev][0], c.len[prev][0],
+                         c.key[cur][0][j], c.size[cur][0][j], ps, ss,
+                         &c.off[cur][0][j], &c.len[cur][0][j])
+        if j < na:
+            same = same and sa[j] == j
+            k = _ck_text(buf, k, sa[j], ptext, c.off[prev][1], c.len[prev][1],
+                         -c.key[cur][1][j], c.size[cur][1][j], ps, ss,
+                         &c.off[cur][1][j], &c.len[cur][1][j])
+    c.n[cur][0] = nb
+    c.n[cur][1] = na
+    c.gen = cur
+    if same:
+        crc = c.crc                                 # the very same text as last time
+    else:
+        crc = okx_crc32(<const unsigned char*>buf, k)
+        c.crc = crc
+        c.has_crc = True
+    return <int32_t>crc
 
 
 cdef class OkxFeed(Feed):
@@ -231,6 +314,13 @@ cdef class OkxFeed(Feed):
 
     cdef Py_ssize_t _obj_end     # end of the data item just parsed
     cdef SlipCkCache** _ck       # checksum text cache per instrument (lazily allocated)
+    # the envelope of the last data frame (its bytes up to the data array) and what it
+    # parsed to: a frame starting with the same bytes parses the same, so it is not re-read
+    cdef unsigned char _env[128]
+    cdef Py_ssize_t _env_len
+    cdef Span _env_chan, _env_inst, _env_action
+    cdef int _env_ck
+    cdef bint _env_has_action
 
     def __cinit__(self, *args, **kwargs):
         self._ck = <SlipCkCache**>calloc(MAX_INSTRUMENTS, sizeof(SlipCkCache*))
@@ -281,10 +371,13 @@ cdef class OkxFeed(Feed):
         cdef Cursor cur, dc
         cdef Span key, val, arg, data, action, chan, inst, item
         cdef bint has_arg = False, has_data = False, has_action = False, has_event = False
+        cdef bint env_hit = False
         cdef int r, ck = 0, code, res
         cdef Py_ssize_t vstart, i
         data.start = 0
         data.end = 0
+        action.start = 0
+        action.end = 0
         if type(frame) is bytes:        # the usual case: no buffer acquisition
             self._p = <const unsigned char*>PyBytes_AS_STRING(frame)
             n = PyBytes_GET_SIZE(frame)
@@ -301,10 +394,21 @@ cdef class OkxFeed(Feed):
         self._chan.end = 0
         self.frames += 1
         p = self._p
-        if open_container(p, 0, n, 123, &cur) != 0:
+        if 0 < self._env_len < n and memcmp(p, self._env, <size_t>self._env_len) == 0:
+            chan = self._env_chan           # the same envelope bytes as the last frame
+            inst = self._env_inst
+            action = self._env_action
+            has_action = self._env_has_action
+            ck = self._env_ck
+            has_arg = True
+            has_data = True
+            env_hit = True
+            data.start = self._env_len
+            data.end = n
+        elif open_container(p, 0, n, 123, &cur) != 0:
             self.other_frames += 1          # e.g. the text frame "pong"
             return R_OTHER
-        while True:
+        while not env_hit:
             r = next_key(p, &cur, &key, &vstart)
             if r < 0:
                 raise self._error("malformed JSON", cur.pos)
@@ -315,6 +419,14 @@ cdef class OkxFeed(Feed):
                 data.start = vstart         # arg/action came first, as OKX sends them:
                 data.end = n                # walk data in place instead of skipping it
                 has_data = True
+                if vstart <= 128:           # remember the envelope for the next frame
+                    memcpy(self._env, p, <size_t>vstart)
+                    self._env_len = vstart
+                    self._env_chan = chan
+                    self._env_inst = inst
+                    self._env_action = action
+                    self._env_has_action = has_action
+                    self._env_ck = ck
                 break
             if skip_member_value(p, &cur) != 0:
                 raise self._error("malformed JSON", cur.pos)

@@ -501,3 +501,240 @@ def test_unrepresentable_rescale_is_a_frame_error():
         f.on_frame(depth(11, 11, [["1.000001", "1"]]))
     with pytest.raises(F.FrameError, match="more than 18 decimals"):
         BinanceFeed("spot").on_snapshot("X", snapshot(1, bids=(("1e-19", "1"),)))
+
+
+# ---------------------------------------------------------------------------- CRC-32 paths
+
+
+def _cpu_has_pclmul() -> bool:
+    import platform
+
+    if platform.machine() not in ("x86_64", "AMD64"):
+        return False
+    try:
+        with open("/proc/cpuinfo") as fh:
+            flags = next((ln for ln in fh if ln.startswith("flags")), "")
+    except OSError:
+        return False
+    return " pclmulqdq" in flags and " sse4_1" in flags
+
+
+def test_crc32_dispatch_uses_pclmul_where_the_cpu_has_it():
+    from ext import okx as O
+
+    assert _cpu_has_pclmul() == O.CRC32_CLMUL
+
+
+def test_crc32_both_paths_match_zlib_all_lengths_and_alignments():
+    import random
+    import zlib
+
+    from ext import okx as O
+
+    buf = random.Random(7).randbytes(2048 + 64)
+    view = memoryview(buf)
+    for off in range(17):
+        for n in range(2049):
+            part = view[off : off + n]
+            want = zlib.crc32(part)
+            assert O.crc32(part) == want, (off, n)
+            assert O.crc32(part, portable=True) == want, (off, n)
+    assert O.crc32(bytearray(b"")) == 0
+    assert O.crc32(b"\xff" * 4096) == zlib.crc32(b"\xff" * 4096)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(min_size=0, max_size=3000), st.integers(0, 15))
+def test_crc32_random_buffers_match_zlib(data, off):
+    import zlib
+
+    from ext import okx as O
+
+    part = memoryview(bytes(off) + data)[off:]
+    assert O.crc32(part) == zlib.crc32(data) == O.crc32(part, portable=True)
+
+
+def _dec(v: int, scale: int) -> str:
+    """Shortest exact decimal text of v * 10**-scale (as OKX sends canonical values)."""
+    from decimal import Decimal
+
+    return f"{Decimal(v).scaleb(-scale).normalize():f}"
+
+
+def _ref_checksum(bids: dict[int, int], asks: dict[int, int], ps: int, ss: int) -> int:
+    import zlib
+
+    b = sorted(bids.items(), reverse=True)[:25]
+    a = sorted(asks.items())[:25]
+    parts = []
+    for i in range(25):
+        for side in (b, a):
+            if i < len(side):
+                parts += [_dec(side[i][0], ps), _dec(side[i][1], ss)]
+    crc = zlib.crc32(":".join(parts).encode())
+    return crc - 2**32 if crc >= 2**31 else crc
+
+
+def _okx_compact(action, bids, asks, seq, prev, checksum, ps, ss):
+    d = {
+        "asks": [[_dec(p, ps), _dec(q, ss), "0", "1"] for p, q in asks],
+        "bids": [[_dec(p, ps), _dec(q, ss), "0", "12"] for p, q in bids],
+        "ts": str(seq),
+        "checksum": checksum,
+        "prevSeqId": prev,
+        "seqId": seq,
+    }
+    msg = {"arg": {"channel": "books", "instId": "BTC-USDT"}, "action": action, "data": [d]}
+    return json.dumps(msg, separators=(",", ":")).encode()
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.data())
+def test_okx_checksum_cache_matches_reference_over_update_sequences(data):
+    # Compact frames (the fast level path), the cached checksum text against an independent
+    # Python text + zlib on every frame: levels inserted above, deleted within and changed
+    # below the top 25, rank shifts, frames that leave the top 25 as it was.
+    ps = data.draw(st.integers(0, 4), label="ps")
+    ss = data.draw(st.integers(0, 8), label="ss")
+    mid = 10**6
+    offs = st.integers(1, 45)
+    sizes = st.integers(1, 10**9)
+    bdraw = data.draw(st.dictionaries(offs, sizes, max_size=40), label="b")
+    bids = {mid - o: q for o, q in bdraw.items()}
+    adraw = data.draw(st.dictionaries(offs, sizes, max_size=40), label="a")
+    asks = {mid + o: q for o, q in adraw.items()}
+    f = OkxFeed()
+    if data.draw(st.booleans(), label="locked"):
+        f.set_scales("BTC-USDT", "books", ps, ss)
+    ck = _ref_checksum(bids, asks, ps, ss)
+    snap = _okx_compact(
+        "snapshot", sorted(bids.items(), reverse=True), sorted(asks.items()), 1, -1, ck, ps, ss
+    )
+    assert f.on_frame(snap) == F.SNAPSHOT
+    seq = 1
+    for _ in range(data.draw(st.integers(1, 12), label="frames")):
+        changes = data.draw(
+            st.lists(st.tuples(st.booleans(), offs, st.integers(0, 10**9)), max_size=8),
+            label="changes",
+        )
+        ub: dict[int, int] = {}
+        ua: dict[int, int] = {}
+        for is_bid, o, q in changes:
+            (ub if is_bid else ua)[(mid - o) if is_bid else (mid + o)] = q
+        for book_side, upd in ((bids, ub), (asks, ua)):
+            for p, q in upd.items():
+                if q:
+                    book_side[p] = q
+                else:
+                    book_side.pop(p, None)
+        ck = _ref_checksum(bids, asks, ps, ss)
+        frame = _okx_compact(
+            "update", sorted(ub.items(), reverse=True), sorted(ua.items()), seq + 1, seq, ck, ps, ss
+        )
+        seq += 1
+        res = f.on_frame(frame)
+        if ck == 0:
+            assert res in (F.UPDATE, F.HEARTBEAT)
+            continue
+        assert res in (F.UPDATE, F.HEARTBEAT), F.RESULT_NAMES[res]
+    book = f.book("BTC-USDT", "books")
+    assert F.book_checksum(book) == _ref_checksum(bids, asks, book.price_scale, book.size_scale)
+    stats = f.stats()[0]["checksums"]
+    assert stats["mismatched"] == 0
+    bad = _okx_compact("update", [], [], seq + 1, seq, (ck + 1) or 1, ps, ss)
+    if ck + 1 != 0:
+        assert f.on_frame(bad) == F.CHECKSUM_MISMATCH and not book.in_sync
+
+
+def test_okx_checksum_reused_when_top_25_unchanged_and_recomputed_after():
+    f = OkxFeed()
+    bids = {1000 - i: 10 + i for i in range(30)}
+    asks = {1001 + i: 20 + i for i in range(30)}
+    snap = _okx_compact(
+        "snapshot",
+        sorted(bids.items(), reverse=True),
+        sorted(asks.items()),
+        1,
+        -1,
+        _ref_checksum(bids, asks, 0, 0),
+        0,
+        0,
+    )
+    assert f.on_frame(snap) == F.SNAPSHOT
+    # rank 28 changes: the text of the top 25 is the previous one
+    bids[1000 - 28] = 7
+    ck = _ref_checksum(bids, asks, 0, 0)
+    assert f.on_frame(_okx_compact("update", [(1000 - 28, 7)], [], 2, 1, ck, 0, 0)) == F.UPDATE
+    # a wrong checksum while the text is unchanged is still a mismatch
+    assert (
+        f.on_frame(_okx_compact("update", [], [(1001 + 29, 3)], 3, 2, ck ^ 1, 0, 0))
+        == F.CHECKSUM_MISMATCH
+    )
+    assert f.on_frame(snap) == F.SNAPSHOT  # back in sync, at the snapshot's levels
+    bids[1000 - 28] = 10 + 28
+    # the best bid goes away, then a new best ask: every rank shifts
+    del bids[1000]
+    ck = _ref_checksum(bids, asks, 0, 0)
+    assert f.on_frame(_okx_compact("update", [(1000, 0)], [], 2, 1, ck, 0, 0)) == F.UPDATE
+    asks[1000] = 5
+    ck = _ref_checksum(bids, asks, 0, 0)
+    assert f.on_frame(_okx_compact("update", [], [(1000, 5)], 3, 2, ck, 0, 0)) == F.UPDATE
+    # the same text again (a level beyond 25 removed): reused, still right
+    del asks[1001 + 29]
+    ck2 = _ref_checksum(bids, asks, 0, 0)
+    assert ck2 == ck
+    assert f.on_frame(_okx_compact("update", [], [(1001 + 29, 0)], 4, 3, ck2, 0, 0)) == F.UPDATE
+    # a finer size rescales the book: the cached text (made at scale 0) must not be reused
+    bids10 = {p: q * 10 for p, q in bids.items()} | {1000 - 1: 125}
+    ck = _ref_checksum(bids10, {p: q * 10 for p, q in asks.items()}, 0, 1)
+    upd = _okx_compact("update", [], [], 5, 4, ck, 0, 0).replace(
+        b'"bids":[]', b'"bids":[["999","12.5","0","1"]]'
+    )
+    assert f.on_frame(upd) == F.UPDATE
+    assert f.stats()[0]["checksums"]["mismatched"] == 1
+
+
+def test_okx_checksum_after_the_last_level_of_a_short_side_goes():
+    # every remaining level is unchanged at its rank: only the level count tells the texts apart
+    f = OkxFeed()
+    bids = {100: 1, 99: 2, 98: 3}
+    asks = {101: 1, 102: 2}
+    ck = _ref_checksum(bids, asks, 0, 0)
+    snap = _okx_compact(
+        "snapshot", sorted(bids.items(), reverse=True), sorted(asks.items()), 1, -1, ck, 0, 0
+    )
+    assert f.on_frame(snap) == F.SNAPSHOT
+    del bids[98]
+    ck = _ref_checksum(bids, asks, 0, 0)
+    assert f.on_frame(_okx_compact("update", [(98, 0)], [], 2, 1, ck, 0, 0)) == F.UPDATE
+    del asks[102]
+    ck = _ref_checksum(bids, asks, 0, 0)
+    assert f.on_frame(_okx_compact("update", [], [(102, 0)], 3, 2, ck, 0, 0)) == F.UPDATE
+    assert f.stats()[0]["checksums"] == {"verified": 3, "mismatched": 0, "not_sent": 0}
+
+
+def test_okx_repeated_envelope_is_parsed_as_the_first_one():
+    # frames starting with the last frame's envelope bytes skip re-reading it: same results,
+    # errors still name the channel, another instrument or channel is not confused with it
+    f = OkxFeed()
+    snap = _okx_compact("snapshot", [(100, 1)], [(101, 1)], 1, -1, 0, 0, 0)
+    assert f.on_frame(snap) == F.SNAPSHOT
+    upd = _okx_compact("update", [(99, 2)], [], 2, 1, 0, 0, 0)
+    assert f.on_frame(upd) == F.UPDATE
+    env = upd[: upd.index(b'"data":') + len(b'"data":')]
+    with pytest.raises(F.FrameError) as err:
+        f.on_frame(env + b'[{"asks":[["1x","1","0","1"]],"bids":[]}]}')
+    assert err.value.channel == "books"
+    assert not f.book("BTC-USDT", "books").in_sync
+    with pytest.raises(F.FrameError):
+        f.on_frame(env)  # nothing after the envelope
+    other = snap.replace(b"BTC-USDT", b"ETH-USDT")
+    assert f.on_frame(other) == F.SNAPSHOT
+    assert f.on_frame(upd) == F.DROPPED  # BTC-USDT waits for a snapshot, ETH-USDT untouched
+    assert f.book("ETH-USDT", "books").in_sync
+    assert f.on_frame(snap.replace(b'"books"', b'"books5"')) == F.SNAPSHOT
+    assert [i[:2] for i in f.instruments()] == [
+        ("BTC-USDT", "books"),
+        ("ETH-USDT", "books"),
+        ("BTC-USDT", "books5"),
+    ]
