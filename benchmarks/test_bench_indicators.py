@@ -443,3 +443,32 @@ def test_stream_core_ext(benchmark, name, x):
     benchmark.extra_info["ns_per_update_1m"] = min(
         ind._bench_stream_core(name, x) for _ in range(3)
     )
+
+
+def test_stream_core_all_ext(benchmark, x):
+    """The eight count indicators above updated with each value inside ext (no Python per
+    update): the price-indicator part of "the full indicator set for one book update"
+    (target <= 1 us with the book signals of ext.flow, benchmarks/test_bench_flow.py)."""
+    benchmark.group = "indicators-stream-all"
+    xk = np.ascontiguousarray(x[:NS])
+    benchmark(ind._bench_stream_core, "all", xk)
+    benchmark.extra_info["ns_per_update"] = benchmark.stats.stats.min / NS * 1e9
+    benchmark.extra_info["ns_per_update_1m"] = min(
+        ind._bench_stream_core("all", x) for _ in range(3)
+    )
+
+
+def test_stream_all_reference_python(benchmark, xs):
+    """The same eight indicators per value in pure Python (same run)."""
+    benchmark.group = "indicators-stream-all"
+
+    def run(xs: list[float]) -> float:
+        ups = [mk().update for _, mk in STREAMS.values()]
+        v = 0.0
+        for x in xs:
+            for u in ups:
+                v = u(x)
+        return v
+
+    benchmark(run, xs)
+    benchmark.extra_info["ns_per_update"] = benchmark.stats.stats.min / len(xs) * 1e9

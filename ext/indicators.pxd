@@ -344,7 +344,7 @@ cdef struct IndSma:
 
 
 cdef struct IndBoll:
-    IndSma w                # mean part (bitwise the SMA of the same inputs)
+    IndSma w                # mean part (the SMA's arithmetic; its own exact recomputes)
     double m2               # sum of squared deviations from the window mean
     double mass             # bound of the rounding accumulated in m2 (in units of eps)
     double up               # band width multipliers (TA-Lib nbdevup / nbdevdn)
@@ -649,7 +649,30 @@ cdef inline void ind_boll_step(IndBoll* s, double x) noexcept nogil:
 
 cdef inline double ind_boll_update(IndBoll* s, double x) noexcept nogil:
     """Add ``x``; returns the z-score ``(x - mean) / stdev`` of the last ``period`` values
-    (population stdev; NaN for the first ``period - 1`` values)."""
+    (population stdev; NaN for the first ``period - 1`` values).
+
+    ``ind_boll_step`` then ``ind_boll_z``; past the warm-up, without a recompute, the
+    z-score is taken from the register sums (the same operations: ``mean = shift + sum /
+    period``, ``stdev = sqrt(m2 / period)``; a constant window gives 0)."""
+    cdef double old, sm, m2, mass, mean, sd
+    cdef Py_ssize_t run
+    if IND_LIKELY(s.w.n >= s.w.period):
+        sm = s.w.sum
+        m2 = s.m2
+        mass = s.mass
+        old = ind_sma_push(&s.w, x, &run)
+        mean = s.w.shift + ind_boll_add(&sm, &m2, &mass, x, old, s.w.shift, s.w.inv_p,
+                                        sm * s.w.inv_p)
+        s.w.sum = sm
+        s.m2 = m2
+        s.mass = mass
+        if IND_UNLIKELY(ind_boll_due(m2, mass) or s.w.since >= s.w.every):
+            ind_boll_recompute(s)
+            return ind_boll_z(s)
+        if IND_UNLIKELY(run >= s.w.period):
+            return 0.0
+        sd = sqrt(ind_boll_var_of(s, m2, run))
+        return ind_boll_z_of(x, mean, sd)
     ind_boll_step(s, x)
     return ind_boll_z(s)
 

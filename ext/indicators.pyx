@@ -28,6 +28,7 @@ cimport cython
 
 import numpy as np
 
+from cpython.float cimport PyFloat_FromDouble
 from libc.math cimport NAN, fabs, isfinite, sqrt
 from libc.stdint cimport int64_t
 from libc.stdlib cimport calloc, free, malloc
@@ -310,18 +311,22 @@ cdef extern from *:
         }
         return i;
     }
-    /* Bollinger outputs of pairs from window means m and stdevs sd:
-       upper = m + up * sd, lower = m - dn * sd, z = (x - m) / sd if sd > 0, 0 if sd == 0,
-       NaN otherwise (ind_boll_upper_of / ind_boll_lower_of / ind_boll_z_of). */
-    static Py_ssize_t ind_boll_out2(const double* x, const double* m, const double* s,
-                                    Py_ssize_t n, double up, double dn, double* ou,
-                                    double* ol, double* oz, double* osd) {
-        const __m128d vup = _mm_set1_pd(up), vdn = _mm_set1_pd(dn);
+    /* Bollinger outputs of pairs from window means m and sums of squared deviations m2
+       (0 for a constant window, NaN in warm-up): variance = 0 if m2 <= 0 else m2 * ip
+       (ind_boll_var_of), sd = sqrt(variance), upper = m + up * sd, lower = m - dn * sd,
+       z = (x - m) / sd if sd > 0, 0 if sd == 0, NaN otherwise (ind_boll_upper_of /
+       ind_boll_lower_of / ind_boll_z_of). */
+    static Py_ssize_t ind_boll_out2(const double* x, const double* m, const double* v,
+                                    Py_ssize_t n, double ip, double up, double dn,
+                                    double* ou, double* ol, double* oz, double* osd) {
+        const __m128d vup = _mm_set1_pd(up), vdn = _mm_set1_pd(dn), vip = _mm_set1_pd(ip);
         const __m128d zero = _mm_setzero_pd(), nan = _mm_set1_pd(NAN);
         Py_ssize_t i = 0;
         for (; i + 2 <= n; i += 2) {
             __m128d mm = _mm_loadu_pd(m + i);
-            __m128d sd = _mm_loadu_pd(s + i);
+            __m128d m2 = _mm_loadu_pd(v + i);
+            __m128d sd = _mm_sqrt_pd(_mm_andnot_pd(_mm_cmple_pd(m2, zero),
+                                                   _mm_mul_pd(m2, vip)));
             if (ou) {
                 _mm_storeu_pd(ou + i, _mm_add_pd(mm, _mm_mul_pd(vup, sd)));
                 _mm_storeu_pd(ol + i, _mm_sub_pd(mm, _mm_mul_pd(vdn, sd)));
@@ -336,22 +341,255 @@ cdef extern from *:
         }
         return i;
     }
+    #if (defined(__GNUC__) || defined(__clang__)) && (defined(__x86_64__) || defined(__i386__))
+    #include <immintrin.h>
+    #define IND_HAVE_AVX_SPAN 1
+    /* ind_boll_out2 four points at a time (AVX; chosen at run time when the CPU has it).
+       Same IEEE operations lane by lane (no FMA: the target is plain "avx"). A packed
+       sqrt or division costs about what a scalar one does, per instruction. */
+    __attribute__((target("avx")))
+    static Py_ssize_t ind_boll_out4(const double* x, const double* m, const double* v,
+                                    Py_ssize_t n, double ip, double up, double dn,
+                                    double* ou, double* ol, double* oz, double* osd) {
+        const __m256d vup = _mm256_set1_pd(up), vdn = _mm256_set1_pd(dn);
+        const __m256d vip = _mm256_set1_pd(ip);
+        const __m256d zero = _mm256_setzero_pd(), nan = _mm256_set1_pd(NAN);
+        Py_ssize_t i = 0;
+        for (; i + 4 <= n; i += 4) {
+            __m256d mm = _mm256_loadu_pd(m + i);
+            __m256d m2 = _mm256_loadu_pd(v + i);
+            __m256d sd = _mm256_sqrt_pd(_mm256_andnot_pd(_mm256_cmp_pd(m2, zero, _CMP_LE_OQ),
+                                                         _mm256_mul_pd(m2, vip)));
+            if (ou) {
+                _mm256_storeu_pd(ou + i, _mm256_add_pd(mm, _mm256_mul_pd(vup, sd)));
+                _mm256_storeu_pd(ol + i, _mm256_sub_pd(mm, _mm256_mul_pd(vdn, sd)));
+            }
+            if (oz) {
+                __m256d z = _mm256_div_pd(_mm256_sub_pd(_mm256_loadu_pd(x + i), mm), sd);
+                __m256d gt = _mm256_cmp_pd(sd, zero, _CMP_GT_OQ);
+                __m256d def = _mm256_or_pd(gt, _mm256_cmp_pd(sd, zero, _CMP_EQ_OQ));
+                _mm256_storeu_pd(oz + i, _mm256_or_pd(_mm256_and_pd(gt, z),
+                                                      _mm256_andnot_pd(def, nan)));
+            }
+            if (osd) _mm256_storeu_pd(osd + i, sd);
+        }
+        return i;
+    }
+    static int ind_avx = -1;     /* -1: not checked yet */
+    static int ind_cpu_avx(void) {
+        __builtin_cpu_init();
+        return __builtin_cpu_supports("avx") ? 1 : 0;
+    }
+    static inline int ind_use_avx(void) {
+        if (ind_avx < 0)
+            ind_avx = ind_cpu_avx();
+        return ind_avx;
+    }
+    /* Tests: allow (on != 0, if the CPU has it) or forbid the AVX spans; returns the
+       setting now in force. */
+    static int ind_set_avx(int on) {
+        ind_avx = on ? ind_cpu_avx() : 0;
+        return ind_avx;
+    }
+    #else
+    static int ind_set_avx(int on) { (void)on; return 0; }
+    #endif
+    /* Outputs of the points 0 .. (returned) - 1, the widest way the CPU allows. */
+    static Py_ssize_t ind_boll_outv(const double* x, const double* m, const double* v,
+                                    Py_ssize_t n, double ip, double up, double dn,
+                                    double* ou, double* ol, double* oz, double* osd) {
+        Py_ssize_t i = 0;
+    #ifdef IND_HAVE_AVX_SPAN
+        if (n >= 4 && ind_use_avx())
+            i = ind_boll_out4(x, m, v, n, ip, up, dn, ou, ol, oz, osd);
+    #endif
+        return i + ind_boll_out2(x + i, m + i, v + i, n - i, ip, up, dn, ou ? ou + i : ou,
+                                 ol ? ol + i : ol, oz ? oz + i : oz, osd ? osd + i : osd);
+    }
+    /* ind_boll_add for the points x[0:n] (n <= IND_BOLL_BLOCK; shift sh, 1/period ip;
+       no window constant) storing their means (mp) and sums of squared deviations (vb),
+       until the first point due for an exact recompute (returned; its step not taken; n
+       if none). The parts of the step that do not depend on the running sums (x - old,
+       the deviations from the shift, the rounding bound) are computed for the whole span
+       first, where the compiler vectorizes them: the same IEEE operations on the same
+       values as ind_boll_add, in the same order (no FMA in either target). */
+    #define IND_BOLL_BLOCK 64
+    #define IND_BOLL_SPAN_BODY \
+        double dd[IND_BOLL_BLOCK], ea[IND_BOLL_BLOCK], eb[IND_BOLL_BLOCK], ma[IND_BOLL_BLOCK]; \
+        const double* xo = x - p; \
+        double sm = *sm_, m2 = *m2_, mass = *mass_, mo = *mo_; \
+        Py_ssize_t k; \
+        for (k = 0; k < n; k++) { \
+            double d = x[k] - xo[k], a = x[k] - sh, b = xo[k] - sh; \
+            dd[k] = d; ea[k] = a; eb[k] = b; \
+            ma[k] = fabs(d) * (fabs(a) + fabs(b)); \
+        } \
+        for (k = 0; k < n; k++) { \
+            double t = sm + dd[k]; \
+            double m_new = t * ip; \
+            double m2n = m2 + dd[k] * ((ea[k] - m_new) + (eb[k] - mo)); \
+            double massn = mass + ma[k]; \
+            if (__builtin_expect(m2n < massn * guard, 0)) break; \
+            sm = t; m2 = m2n; mass = massn; mo = m_new; \
+            mp[k] = sh + m_new; \
+            vb[k] = m2; \
+        } \
+        *sm_ = sm; *m2_ = m2; *mass_ = mass; *mo_ = mo; \
+        return k;
+    static Py_ssize_t ind_boll_span_sse2(double* sm_, double* m2_, double* mass_,
+                                         double* mo_, const double* x, Py_ssize_t p,
+                                         Py_ssize_t n, double sh, double ip, double guard,
+                                         double* mp, double* vb) {
+        IND_BOLL_SPAN_BODY
+    }
+    #ifdef IND_HAVE_AVX_SPAN
+    /* The same C compiled for AVX: three-operand instructions, fewer register copies. */
+    __attribute__((target("avx")))
+    static Py_ssize_t ind_boll_span_avx(double* sm_, double* m2_, double* mass_,
+                                        double* mo_, const double* x, Py_ssize_t p,
+                                        Py_ssize_t n, double sh, double ip, double guard,
+                                        double* mp, double* vb) {
+        IND_BOLL_SPAN_BODY
+    }
+    #endif
+    static Py_ssize_t ind_boll_span(double* sm_, double* m2_, double* mass_, double* mo_,
+                                    const double* x, Py_ssize_t p, Py_ssize_t n,
+                                    double sh, double ip, double guard, double* mp,
+                                    double* vb) {
+    #ifdef IND_HAVE_AVX_SPAN
+        if (ind_use_avx())
+            return ind_boll_span_avx(sm_, m2_, mass_, mo_, x, p, n, sh, ip, guard, mp, vb);
+    #endif
+        return ind_boll_span_sse2(sm_, m2_, mass_, mo_, x, p, n, sh, ip, guard, mp, vb);
+    }
+    /* ind_sma_add for the points x[0:n] (n <= IND_SMA_BLOCK; shift sh, 1/period ip; no
+       window constant) writing their means sh + sum * ip to o, until the first point due
+       for an exact recompute (returned; its step not taken; n if none). As
+       ind_boll_span, x - old and |x| - |old| are computed for the span first (the same
+       IEEE operations); with their largest magnitudes they bound, with a margin of 2^-30
+       that covers every rounding of the span (< 2^-46 relative), the rounding bound
+       (mass) and the scale (asum) of all points of the span: when even the largest mass
+       is far from due against the smallest asum, the sums run without the per-point
+       test (NaN only ever makes a point not due: a NaN dropped from a maximum is safe). */
+    #define IND_SMA_BLOCK 64
+    typedef double ind_v4d __attribute__((vector_size(32), aligned(8)));
+    typedef long long ind_v4l __attribute__((vector_size(32), aligned(8)));
+    #define IND_V4_ABS(v) ((ind_v4d)((ind_v4l)(v) & ~(ind_v4l)sign))
+    #define IND_V4_MAX(m, v) ((ind_v4d)(((ind_v4l)((v) > (m)) & (ind_v4l)(v)) \
+                                        | (~(ind_v4l)((v) > (m)) & (ind_v4l)(m))))
+    #define IND_SMA_SPAN_BODY \
+        double dd[IND_SMA_BLOCK], da[IND_SMA_BLOCK]; \
+        const double* xo = x - p; \
+        double sm = *sm_, mass = *mass_, asum = *asum_; \
+        const ind_v4d sign = {-0.0, -0.0, -0.0, -0.0}; \
+        ind_v4d mdd = {0.0, 0.0, 0.0, 0.0}, mda = {0.0, 0.0, 0.0, 0.0}; \
+        double hi, lo, L = (double)n, md, ma; \
+        Py_ssize_t k = 0; \
+        for (; k + 4 <= n; k += 4) { \
+            ind_v4d a = *(const ind_v4d*)(x + k), b = *(const ind_v4d*)(xo + k); \
+            ind_v4d d = a - b, e = IND_V4_ABS(a) - IND_V4_ABS(b); \
+            ind_v4d ad = IND_V4_ABS(d), ae = IND_V4_ABS(e); \
+            *(ind_v4d*)(dd + k) = d; \
+            *(ind_v4d*)(da + k) = e; \
+            mdd = IND_V4_MAX(mdd, ad); \
+            mda = IND_V4_MAX(mda, ae); \
+        } \
+        md = mdd[0] > mdd[1] ? mdd[0] : mdd[1]; \
+        md = mdd[2] > md ? mdd[2] : md; \
+        md = mdd[3] > md ? mdd[3] : md; \
+        ma = mda[0] > mda[1] ? mda[0] : mda[1]; \
+        ma = mda[2] > ma ? mda[2] : ma; \
+        ma = mda[3] > ma ? mda[3] : ma; \
+        for (; k < n; k++) { \
+            double d = x[k] - xo[k], e = fabs(x[k]) - fabs(xo[k]); \
+            dd[k] = d; \
+            da[k] = e; \
+            md = fabs(d) > md ? fabs(d) : md; \
+            ma = fabs(e) > ma ? fabs(e) : ma; \
+        } \
+        hi = (mass + L * (fabs(sm) + L * md)) * (1.0 + 0x1p-30); \
+        lo = asum - L * ma * (1.0 + 0x1p-30) - fabs(asum) * 0x1p-30; \
+        if (hi * guard < lo && lo > 0x1p-1000) { \
+            _Pragma("GCC unroll 4") \
+            for (k = 0; k < n; k++) { \
+                double t = sm + dd[k]; \
+                sm = t; \
+                mass += fabs(t); \
+                asum += da[k]; \
+                o[k] = sh + t * ip; \
+            } \
+        } else { \
+            for (k = 0; k < n; k++) { \
+                double t = sm + dd[k]; \
+                double massn = mass + fabs(t); \
+                double asumn = asum + da[k]; \
+                if (__builtin_expect(massn * guard > asumn, 0)) break; \
+                sm = t; mass = massn; asum = asumn; \
+                o[k] = sh + t * ip; \
+            } \
+        } \
+        *sm_ = sm; *mass_ = mass; *asum_ = asum; \
+        return k;
+    static Py_ssize_t ind_sma_span_sse2(double* sm_, double* mass_, double* asum_,
+                                        const double* x, Py_ssize_t p, Py_ssize_t n,
+                                        double sh, double ip, double guard, double* o) {
+        IND_SMA_SPAN_BODY
+    }
+    #ifdef IND_HAVE_AVX_SPAN
+    __attribute__((target("avx")))
+    static Py_ssize_t ind_sma_span_avx(double* sm_, double* mass_, double* asum_,
+                                       const double* x, Py_ssize_t p, Py_ssize_t n,
+                                       double sh, double ip, double guard, double* o) {
+        IND_SMA_SPAN_BODY
+    }
+    #endif
+    static Py_ssize_t ind_sma_span(double* sm_, double* mass_, double* asum_,
+                                   const double* x, Py_ssize_t p, Py_ssize_t n, double sh,
+                                   double ip, double guard, double* o) {
+    #ifdef IND_HAVE_AVX_SPAN
+        if (ind_use_avx())
+            return ind_sma_span_avx(sm_, mass_, asum_, x, p, n, sh, ip, guard, o);
+    #endif
+        return ind_sma_span_sse2(sm_, mass_, asum_, x, p, n, sh, ip, guard, o);
+    }
     #else
     #include <math.h>
+    static int ind_set_avx(int on) { (void)on; return 0; }
     static inline double ind_sqrt(double v) { return sqrt(v); }
-    static Py_ssize_t ind_boll_out2(const double* x, const double* m, const double* s,
-                                    Py_ssize_t n, double up, double dn, double* ou,
-                                    double* ol, double* oz, double* osd) { return 0; }
+    static Py_ssize_t ind_boll_outv(const double* x, const double* m, const double* v,
+                                    Py_ssize_t n, double ip, double up, double dn,
+                                    double* ou, double* ol, double* oz, double* osd) {
+        return 0;
+    }
     static Py_ssize_t ind_roc_span2(const double* x, const double* old, double* o,
                                     Py_ssize_t n) { return 0; }
+    static Py_ssize_t ind_boll_span(double* sm_, double* m2_, double* mass_, double* mo_,
+                                    const double* x, Py_ssize_t p, Py_ssize_t n,
+                                    double sh, double ip, double guard, double* mp,
+                                    double* vb) { return 0; }
+    static Py_ssize_t ind_sma_span(double* sm_, double* mass_, double* asum_,
+                                   const double* x, Py_ssize_t p, Py_ssize_t n, double sh,
+                                   double ip, double guard, double* o) { return 0; }
     #endif
     """
+    int ind_set_avx(int on) noexcept nogil
     Py_ssize_t ind_roc_span2(const double* x, const double* old, double* o,
                              Py_ssize_t n) noexcept nogil
     double ind_sqrt(double v) noexcept nogil
-    Py_ssize_t ind_boll_out2(const double* x, const double* m, const double* s,
-                             Py_ssize_t n, double up, double dn, double* ou, double* ol,
-                             double* oz, double* osd) noexcept nogil
+    Py_ssize_t ind_boll_outv(const double* x, const double* m, const double* v,
+                             Py_ssize_t n, double ip, double up, double dn, double* ou,
+                             double* ol, double* oz, double* osd) noexcept nogil
+    Py_ssize_t ind_boll_span(double* sm_, double* m2_, double* mass_, double* mo_,
+                             const double* x, Py_ssize_t p, Py_ssize_t n, double sh,
+                             double ip, double guard, double* mp, double* vb) noexcept nogil
+    Py_ssize_t ind_sma_span(double* sm_, double* mass_, double* asum_, const double* x,
+                            Py_ssize_t p, Py_ssize_t n, double sh, double ip, double guard,
+                            double* o) noexcept nogil
+
+
+cdef extern from *:
+    enum: BOLL_BLOCK "IND_BOLL_BLOCK"   # points per block of _boll_loop (64, C side)
+    enum: SMA_BLOCK "IND_SMA_BLOCK"     # points per ind_sma_span call (64, C side)
 
 
 # ---------------------------------------------------------------- batch loops (nogil)
@@ -366,17 +604,66 @@ cdef void _ema_loop(IndEma* s0, const double* x, double* o, Py_ssize_t n) noexce
     s0[0] = s
 
 
+cdef enum:
+    RUN_CHUNK = 256           # points per run check of the windowed batch kernels
+
+
+cdef bint _no_constant_window(const double* x, Py_ssize_t b, Py_ssize_t e, Py_ssize_t chg,
+                              Py_ssize_t p) noexcept nogil:
+    """True if no point of ``x[b:e]`` ends a run of ``p`` equal values (``chg``: index where
+    the run holding ``x[b - 1]`` started; ``b >= 1``). Conservative (False may be a false
+    alarm), cheap: a run of ``p`` values ending in ``[b, e)`` either continues the run at
+    ``b - 1`` (checked from its length and the leading equalities of the span) or holds
+    ``p - 1 >= 2 s - 1`` consecutive equalities ``x[j] == x[j - 1]`` inside the span, hence
+    a whole segment of ``s = p // 2`` of them aligned at ``b``; each segment is rejected at
+    its first inequality (usually its first comparison)."""
+    cdef Py_ssize_t s = p // 2, k, j, run = b - chg
+    if s < 1:
+        return False
+    k = b
+    while k < e and x[k] == x[k - 1]:
+        run += 1
+        if run >= p:
+            return False
+        k += 1
+    k = b
+    while k + s <= e:
+        if x[k] == x[k - 1]:
+            j = k + 1
+            while j < k + s and x[j] == x[j - 1]:
+                j += 1
+            if j == k + s:
+                return False
+        k += s
+    return True
+
+
+cdef Py_ssize_t _run_start(const double* x, Py_ssize_t b, Py_ssize_t e,
+                           Py_ssize_t chg) noexcept nogil:
+    """Index where the run of equal values holding ``x[e - 1]`` started, given ``chg`` for
+    ``x[b - 1]`` (``b < e``)."""
+    cdef Py_ssize_t j = e - 1
+    while j > b and x[j] == x[j - 1]:
+        j -= 1
+    if j == b and x[b] == x[b - 1]:
+        return chg
+    return j
+
+
 cdef void _sma_loop(IndSma* s0, const double* x, double* o, Py_ssize_t n) noexcept nogil:
     """``ind_sma_update`` per point. The first ``period`` points go through the ring; past
     them the value leaving the window is ``x[i - period]`` and an exact recompute reads the
     window from ``x``: the same operations on the same values, so the same bits, without
     the ring traffic. The run of equal values is kept as the index ``chg`` where it
     started, ``since`` as the index ``ilim`` where it reaches ``every``; the inner loop
-    leaves for a recompute. ``x`` and ``o`` must not overlap."""
+    leaves for a recompute. Spans of ``RUN_CHUNK`` points where no window can be constant
+    (``_no_constant_window``) run without tracking the run. ``x`` and ``o`` must not
+    overlap."""
     cdef IndSma s = s0[0]
-    cdef Py_ssize_t i, j, p = s.period, m = n if n < p else p
+    cdef Py_ssize_t i, j, k, b, e, p = s.period, m = n if n < p else p
     cdef Py_ssize_t chg, ilim
-    cdef double sm, mass, asum, last, xi, sh, ip
+    cdef double sm, mass, asum, last, xi, sh, ip, r_sm, r_mass, r_asum
+    cdef bint fast
     for i in range(m):
         o[i] = ind_sma_update(&s, x[i])
     if n <= p:
@@ -385,44 +672,76 @@ cdef void _sma_loop(IndSma* s0, const double* x, double* o, Py_ssize_t n) noexce
     sm = s.sum
     mass = s.mass
     asum = s.asum
-    last = s.last
     chg = p - s.run                     # the run at index p - 1 is s.run
     ilim = p - 1 - s.since + s.every    # since at index i is i - (ilim - every)
     i = p
-    while True:
-        sh = s.shift
-        ip = s.inv_p
-        j = ilim if ilim < n else n
-        while i < j:
-            xi = x[i]
-            chg = chg if xi == last else i
-            last = xi
-            ind_sma_add(&sm, &mass, &asum, xi, x[i - p])
-            if IND_UNLIKELY(ind_sma_due(&s, mass, asum, 0)):
+    while i < n:
+        b = i
+        e = i + RUN_CHUNK if n - i > RUN_CHUNK else n
+        fast = _no_constant_window(x, b, e, chg, p)
+        while fast and i < e and ilim >= i + SMA_BLOCK:
+            r_sm = sm           # copies: the sums themselves keep no address
+            r_mass = mass
+            r_asum = asum
+            j = e - i if e - i < SMA_BLOCK else SMA_BLOCK
+            k = ind_sma_span(&r_sm, &r_mass, &r_asum, x + i, p, j, s.shift, s.inv_p,
+                             ind_sum_guard(), o + i)
+            i += k
+            sm = r_sm
+            mass = r_mass
+            asum = r_asum
+            if k < j:
                 break
-            o[i] = sh + sm * ip if i - chg + 1 < p else xi
+        while i < e:
+            sh = s.shift
+            ip = s.inv_p
+            j = ilim if ilim < e else e
+            if fast:
+                while i < j:
+                    xi = x[i]
+                    ind_sma_add(&sm, &mass, &asum, xi, x[i - p])
+                    if IND_UNLIKELY(ind_sma_due(&s, mass, asum, 0)):
+                        break
+                    o[i] = sh + sm * ip     # ind_sma_mean_of: no window here is constant
+                    i += 1
+                else:
+                    if i >= e:
+                        break
+                    # i == ilim: the recompute by count, after this point's step
+                    xi = x[i]
+                    ind_sma_add(&sm, &mass, &asum, xi, x[i - p])
+            else:
+                last = x[i - 1]
+                while i < j:
+                    xi = x[i]
+                    chg = chg if xi == last else i
+                    last = xi
+                    ind_sma_add(&sm, &mass, &asum, xi, x[i - p])
+                    if IND_UNLIKELY(ind_sma_due(&s, mass, asum, 0)):
+                        break
+                    o[i] = sh + sm * ip if i - chg + 1 < p else xi
+                    i += 1
+                else:
+                    if i >= e:
+                        break
+                    xi = x[i]
+                    chg = chg if xi == last else i
+                    ind_sma_add(&sm, &mass, &asum, xi, x[i - p])
+            ind_sma_exact(&s, x + i - p + 1, p, NULL, 0)
+            sm = s.sum
+            mass = s.mass
+            asum = s.asum
+            ilim = i + s.every
+            o[i] = ind_sma_mean_of(&s, sm, xi, 1 if fast else i - chg + 1)
             i += 1
-        else:
-            if i >= n:
+            if i >= e:
                 break
-            # i == ilim: the recompute by count, after this point's step
-            xi = x[i]
-            chg = chg if xi == last else i
-            last = xi
-            ind_sma_add(&sm, &mass, &asum, xi, x[i - p])
-        ind_sma_exact(&s, x + i - p + 1, p, NULL, 0)
-        sm = s.sum
-        mass = s.mass
-        asum = s.asum
-        ilim = i + s.every
-        o[i] = ind_sma_mean_of(&s, sm, xi, i - chg + 1)
-        i += 1
-        if i >= n:
-            break
+        if fast:
+            chg = _run_start(x, b, e, chg)
     s.sum = sm
     s.mass = mass
     s.asum = asum
-    s.last = last
+    s.last = x[n - 1]
     s.run = n - chg
     s.since = n - 1 - (ilim - s.every)
     memcpy(s.ring, x + n - p, p * sizeof(double))
@@ -493,16 +812,19 @@ cdef void _macd_loop(IndMacd* s0, const double* x, double* om, double* osg, doub
     s0[0] = s
 
 
-cdef void _boll_out(IndBoll* s, const double* x, const double* mb, const double* sb,
+cdef void _boll_out(IndBoll* s, const double* x, const double* mb, const double* vb,
                     Py_ssize_t n, double* ou, double* om, double* ol, double* oz,
                     double* osd) noexcept nogil:
-    """Outputs of ``n`` points from their window means ``mb`` and stdevs ``sb`` (any
-    output may be NULL; ``om`` may be ``mb``): pairs by SSE2, the rest scalar."""
-    cdef Py_ssize_t i = ind_boll_out2(x, mb, sb, n, s.up, s.dn, ou, ol, oz, osd)
+    """Outputs of ``n`` points from their window means ``mb`` and sums of squared
+    deviations ``vb`` (0 for a constant window, NaN in warm-up; any output may be NULL;
+    ``om`` may be ``mb``): variances, square roots and outputs four (AVX, if the CPU has
+    it) or two (SSE2) points at a time, the rest scalar."""
+    cdef double ip = s.w.inv_p
+    cdef Py_ssize_t i = ind_boll_outv(x, mb, vb, n, ip, s.up, s.dn, ou, ol, oz, osd)
     cdef double m, sd
     while i < n:
         m = mb[i]
-        sd = sb[i]
+        sd = ind_sqrt(0.0 if vb[i] <= 0.0 else vb[i] * ip)  # ind_boll_var_of
         if ou != NULL:
             ou[i] = ind_boll_upper_of(s, m, sd)
             ol[i] = ind_boll_lower_of(s, m, sd)
@@ -515,29 +837,29 @@ cdef void _boll_out(IndBoll* s, const double* x, const double* mb, const double*
         memcpy(om, mb, n * sizeof(double))
 
 
-cdef enum:
-    BOLL_BLOCK = 32           # points per block of _boll_loop
-
-
 cdef void _boll_loop(IndBoll* s0, const double* x, double* ou, double* om, double* ol,
                      double* oz, double* osd, Py_ssize_t n) noexcept nogil:
     """``ind_boll_step`` per point plus the wanted outputs (any may be NULL).
 
     As ``_sma_loop``: the first ``period`` points through the ring, then the leaving value
     is ``x[i - period]`` and recomputes read the window from ``x`` (same operations, same
-    bits). Means and variances of a block of points are kept, then the square roots and
-    outputs of the block are taken two at a time. ``x`` must not overlap the outputs."""
+    bits); blocks where no window can be constant (``_no_constant_window``) skip the run
+    tracking. Means and variances of a block of points are kept, then the square roots and
+    outputs of the block are taken several at a time (``_boll_out``). ``x`` must not
+    overlap the outputs."""
     cdef IndBoll s = s0[0]
     cdef Py_ssize_t i, j, k0, end, p = s.w.period, m = n if n < p else p
     cdef Py_ssize_t chg, ilim
-    cdef double sm, m2, mass, last, xi, sh, ip, mo
+    cdef double sm, m2, mass, last, xi, sh, ip, mo, r_sm, r_m2, r_mass, r_mo
     cdef double mb[BOLL_BLOCK]
     cdef double vb[BOLL_BLOCK]
     cdef double* mp
+    cdef bint fast
     for i in range(m):
         ind_boll_step(&s, x[i])
         mb[0] = ind_sma_mean(&s.w)
-        vb[0] = ind_boll_std(&s)
+        vb[0] = (NAN if s.w.n < s.w.period
+                 else 0.0 if s.w.run >= s.w.period else s.m2)     # ind_boll_var
         _boll_out(&s, x + i, mb, vb, 1, _at(ou, i), _at(om, i), _at(ol, i), _at(oz, i),
                   _at(osd, i))
     if n <= p:
@@ -546,7 +868,6 @@ cdef void _boll_loop(IndBoll* s0, const double* x, double* ou, double* om, doubl
     sm = s.w.sum
     m2 = s.m2
     mass = s.mass
-    last = s.w.last
     chg = p - s.w.run                       # the run at index p - 1 is s.w.run
     ilim = p - 1 - s.w.since + s.w.every    # since at index i is i - (ilim - every)
     i = p
@@ -555,50 +876,80 @@ cdef void _boll_loop(IndBoll* s0, const double* x, double* ou, double* om, doubl
         k0 = i
         end = i + BOLL_BLOCK if n - i > BOLL_BLOCK else n
         mp = om + k0 if om != NULL else mb      # the means go straight to om
-        while True:
+        fast = _no_constant_window(x, k0, end, chg, p)
+        if fast and ilim >= end:
+            r_sm = sm           # copies: the sums themselves keep no address
+            r_m2 = m2
+            r_mass = mass
+            r_mo = mo
+            i += ind_boll_span(&r_sm, &r_m2, &r_mass, &r_mo, x + i, p, end - i, s.w.shift,
+                               s.w.inv_p, ind_m2_guard(), mp, vb)
+            sm = r_sm
+            m2 = r_m2
+            mass = r_mass
+            mo = r_mo
+        while i < end:
             sh = s.w.shift
             ip = s.w.inv_p
             j = ilim if ilim < end else end
-            while i < j:
-                xi = x[i]
-                chg = chg if xi == last else i
-                last = xi
-                mo = ind_boll_add(&sm, &m2, &mass, xi, x[i - p], sh, ip, mo)
-                if IND_UNLIKELY(ind_boll_due(m2, mass)):
-                    break
-                # ind_sma_mean_of / ind_boll_var_of with sh + sm * ip == sh + mo
-                if IND_UNLIKELY(i - chg + 1 >= p):
-                    mp[i - k0] = xi
-                    vb[i - k0] = 0.0
-                else:
+            if fast:
+                # ind_sma_mean_of / ind_boll_var_of of a window that is not constant
+                while i < j:
+                    xi = x[i]
+                    mo = ind_boll_add(&sm, &m2, &mass, xi, x[i - p], sh, ip, mo)
+                    if IND_UNLIKELY(ind_boll_due(m2, mass)):
+                        break
                     mp[i - k0] = sh + mo
-                    vb[i - k0] = ind_sqrt(0.0 if m2 <= 0.0 else m2 * ip)
-                i += 1
+                    vb[i - k0] = m2
+                    i += 1
+                else:
+                    if i >= end:
+                        break
+                    # i == ilim: the recompute by count, after this point's step
+                    xi = x[i]
+                    mo = ind_boll_add(&sm, &m2, &mass, xi, x[i - p], sh, ip, mo)
             else:
-                if i >= end:
-                    break
-                # i == ilim: the recompute by count, after this point's step
-                xi = x[i]
-                chg = chg if xi == last else i
-                last = xi
-                mo = ind_boll_add(&sm, &m2, &mass, xi, x[i - p], sh, ip, mo)
+                last = x[i - 1]
+                while i < j:
+                    xi = x[i]
+                    chg = chg if xi == last else i
+                    last = xi
+                    mo = ind_boll_add(&sm, &m2, &mass, xi, x[i - p], sh, ip, mo)
+                    if IND_UNLIKELY(ind_boll_due(m2, mass)):
+                        break
+                    # ind_sma_mean_of / ind_boll_var_of with sh + sm * ip == sh + mo
+                    if IND_UNLIKELY(i - chg + 1 >= p):
+                        mp[i - k0] = xi
+                        vb[i - k0] = 0.0
+                    else:
+                        mp[i - k0] = sh + mo
+                        vb[i - k0] = m2
+                    i += 1
+                else:
+                    if i >= end:
+                        break
+                    xi = x[i]
+                    chg = chg if xi == last else i
+                    mo = ind_boll_add(&sm, &m2, &mass, xi, x[i - p], sh, ip, mo)
             ind_boll_exact(&s, x + i - p + 1, p, NULL, 0)
             mo = s.w.sum * s.w.inv_p
             sm = s.w.sum
             m2 = s.m2
             mass = s.mass
             ilim = i + s.w.every
-            mp[i - k0] = ind_sma_mean_of(&s.w, sm, xi, i - chg + 1)
-            vb[i - k0] = ind_sqrt(ind_boll_var_of(&s, m2, i - chg + 1))
+            mp[i - k0] = ind_sma_mean_of(&s.w, sm, xi, 1 if fast else i - chg + 1)
+            vb[i - k0] = m2 if fast or i - chg + 1 < p else 0.0
             i += 1
             if i >= end:
                 break
+        if fast:
+            chg = _run_start(x, k0, end, chg)
         _boll_out(&s, x + k0, mp, vb, i - k0, _at(ou, k0), _at(om, k0), _at(ol, k0),
                   _at(oz, k0), _at(osd, k0))
     s.w.sum = sm
     s.m2 = m2
     s.mass = mass
-    s.w.last = last
+    s.w.last = x[n - 1]
     s.w.run = n - chg
     s.w.since = n - 1 - (ilim - s.w.every)
     memcpy(s.w.ring, x + n - p, p * sizeof(double))
@@ -666,19 +1017,19 @@ cdef class Ema:
     """
 
     cdef IndEma s
+    cdef object _v          # ``value``: a read-only member (see _value_member)
 
     def __init__(self, Py_ssize_t period):
         _period(period, 1, "period")
         ind_ema_init(&self.s, period)
+        self._v = ind_ema_value(&self.s)
 
-    cpdef double update(self, double x):
+    @cython.always_allow_keywords(False)
+    def update(self, double x):
         """Add ``x`` and return the EMA (NaN until warm)."""
-        return ind_ema_update(&self.s, x)
-
-    @property
-    def value(self) -> float:
-        """Current EMA (NaN until warm)."""
-        return ind_ema_value(&self.s)
+        v = PyFloat_FromDouble(ind_ema_update(&self.s, x))
+        self._v = v
+        return v
 
     @property
     def ready(self) -> bool:
@@ -692,6 +1043,7 @@ cdef class Ema:
     def reset(self) -> None:
         """Forget every value (warm-up starts again)."""
         ind_ema_init(&self.s, self.s.period)
+        self._v = ind_ema_value(&self.s)
 
     def update_batch(self, x, out=None):
         """``update`` for each value of ``x``; returns the EMA after each (float64)."""
@@ -701,6 +1053,7 @@ cdef class Ema:
         cdef double* po = _ptr(o)
         with nogil:
             _ema_loop(&self.s, px, po, n)
+        self._v = ind_ema_value(&self.s)
         return o
 
 
@@ -722,23 +1075,23 @@ cdef class Sma:
     """
 
     cdef IndSma s
+    cdef object _v          # ``value``: a read-only member (see _value_member)
 
     def __init__(self, Py_ssize_t period):
         _period(period, 1, "period")
         ind_sma_free(&self.s)
         _alloc(ind_sma_init(&self.s, period))
+        self._v = NAN
 
     def __dealloc__(self):
         ind_sma_free(&self.s)
 
-    cpdef double update(self, double x):
+    @cython.always_allow_keywords(False)
+    def update(self, double x):
         """Add ``x`` and return the mean of the last ``period`` values (NaN until warm)."""
-        return ind_sma_update(&self.s, x)
-
-    @property
-    def value(self) -> float:
-        """Current mean (NaN until warm)."""
-        return ind_sma_mean(&self.s)
+        v = PyFloat_FromDouble(ind_sma_update(&self.s, x))
+        self._v = v
+        return v
 
     @property
     def ready(self) -> bool:
@@ -752,6 +1105,7 @@ cdef class Sma:
     def reset(self) -> None:
         """Forget every value (warm-up starts again)."""
         ind_sma_clear(&self.s)
+        self._v = NAN
 
     def update_batch(self, x, out=None):
         """``update`` for each value of ``x``; returns the SMA after each (float64)."""
@@ -761,6 +1115,7 @@ cdef class Sma:
         cdef double* po = _ptr(o)
         with nogil:
             _sma_loop(&self.s, px, po, n)
+        self._v = ind_sma_mean(&self.s)
         return o
 
 
@@ -769,20 +1124,17 @@ cdef class _Lag:
 
     cdef IndLag s
     cdef double last
+    cdef object _v          # ``value``: a read-only member (see _value_member)
 
     def __init__(self, Py_ssize_t period):
         _period(period, 1, "period")
         ind_lag_free(&self.s)
         _alloc(ind_lag_init(&self.s, period))
         self.last = NAN
+        self._v = NAN
 
     def __dealloc__(self):
         ind_lag_free(&self.s)
-
-    @property
-    def value(self) -> float:
-        """Current value (NaN until warm)."""
-        return self.last
 
     @property
     def ready(self) -> bool:
@@ -797,6 +1149,7 @@ cdef class _Lag:
         """Forget every value (warm-up starts again)."""
         ind_lag_clear(&self.s)
         self.last = NAN
+        self._v = NAN
 
 
 @cython.final
@@ -813,10 +1166,13 @@ cdef class Mom(_Lag):
     NaN for the first ``period`` values.
     """
 
-    cpdef double update(self, double x):
+    @cython.always_allow_keywords(False)
+    def update(self, double x):
         """Add ``x`` and return ``x - x[-period]`` (NaN until warm)."""
         self.last = ind_mom_update(&self.s, x)
-        return self.last
+        v = PyFloat_FromDouble(self.last)
+        self._v = v
+        return v
 
     def update_batch(self, x, out=None):
         """``update`` for each value of ``x``; returns the momentum after each (float64)."""
@@ -828,6 +1184,7 @@ cdef class Mom(_Lag):
             _mom_loop(&self.s, px, po, n)
         if n:
             self.last = po[n - 1]
+            self._v = self.last
         return o
 
 
@@ -845,10 +1202,13 @@ cdef class Roc(_Lag):
     NaN for the first ``period`` values; 0 when ``x[-period] == 0`` (as TA-Lib).
     """
 
-    cpdef double update(self, double x):
+    @cython.always_allow_keywords(False)
+    def update(self, double x):
         """Add ``x`` and return the rate of change in percent (NaN until warm)."""
         self.last = ind_roc_update(&self.s, x)
-        return self.last
+        v = PyFloat_FromDouble(self.last)
+        self._v = v
+        return v
 
     def update_batch(self, x, out=None):
         """``update`` for each value of ``x``; returns the ROC after each (float64)."""
@@ -860,6 +1220,7 @@ cdef class Roc(_Lag):
             _roc_loop(&self.s, px, po, n)
         if n:
             self.last = po[n - 1]
+            self._v = self.last
         return o
 
 
@@ -880,19 +1241,19 @@ cdef class Rsi:
     """
 
     cdef IndRsi s
+    cdef object _v          # ``value``: a read-only member (see _value_member)
 
     def __init__(self, Py_ssize_t period):
         _period(period, 2, "period")
         ind_rsi_init(&self.s, period)
+        self._v = self.s.value
 
-    cpdef double update(self, double x):
+    @cython.always_allow_keywords(False)
+    def update(self, double x):
         """Add ``x`` and return the RSI in [0, 100] (NaN until warm)."""
-        return ind_rsi_update(&self.s, x)
-
-    @property
-    def value(self) -> float:
-        """Current RSI (NaN until warm)."""
-        return self.s.value
+        v = PyFloat_FromDouble(ind_rsi_update(&self.s, x))
+        self._v = v
+        return v
 
     @property
     def ready(self) -> bool:
@@ -906,6 +1267,7 @@ cdef class Rsi:
     def reset(self) -> None:
         """Forget every value (warm-up starts again)."""
         ind_rsi_init(&self.s, self.s.period)
+        self._v = self.s.value
 
     def update_batch(self, x, out=None):
         """``update`` for each value of ``x``; returns the RSI after each (float64)."""
@@ -915,6 +1277,7 @@ cdef class Rsi:
         cdef double* po = _ptr(o)
         with nogil:
             _rsi_loop(&self.s, px, po, n)
+        self._v = self.s.value
         return o
 
 
@@ -948,19 +1311,19 @@ cdef class Macd:
     """
 
     cdef IndMacd s
+    cdef object _v          # ``value``: a read-only member (see _value_member)
 
     def __init__(self, Py_ssize_t fast=12, Py_ssize_t slow=26, Py_ssize_t signal=9):
         _macd_periods(fast, slow, signal)
         ind_macd_init(&self.s, fast, slow, signal)
+        self._v = self.s.macd
 
-    cpdef double update(self, double x):
+    @cython.always_allow_keywords(False)
+    def update(self, double x):
         """Add ``x`` and return the MACD line (NaN until warm)."""
-        return ind_macd_update(&self.s, x)
-
-    @property
-    def value(self) -> float:
-        """MACD line (fast EMA - slow EMA; NaN until warm)."""
-        return self.s.macd
+        v = PyFloat_FromDouble(ind_macd_update(&self.s, x))
+        self._v = v
+        return v
 
     @property
     def signal(self) -> float:
@@ -980,6 +1343,7 @@ cdef class Macd:
     def reset(self) -> None:
         """Forget every value (warm-up starts again)."""
         ind_macd_init(&self.s, self.s.fast.period, self.s.slow.period, self.s.sig.period)
+        self._v = self.s.macd
 
     def update_batch(self, x, out=None):
         """``update`` for each value of ``x``; returns ``(macd, signal, hist)`` arrays."""
@@ -992,6 +1356,7 @@ cdef class Macd:
         cdef double* ph = _ptr(o[2])
         with nogil:
             _macd_loop(&self.s, px, pm, ps, ph, n)
+        self._v = self.s.macd
         return o
 
 
@@ -1016,6 +1381,7 @@ cdef class Bollinger:
     """
 
     cdef IndBoll s
+    cdef object _v          # ``value``: a read-only member (see _value_member)
 
     def __init__(self, Py_ssize_t period=20, double nbdev_up=2.0, double nbdev_dn=2.0):
         _period(period, 1, "period")
@@ -1023,18 +1389,17 @@ cdef class Bollinger:
             raise ValueError(f"nbdev_up / nbdev_dn must be finite, was {nbdev_up}, {nbdev_dn}")
         ind_boll_free(&self.s)
         _alloc(ind_boll_init(&self.s, period, nbdev_up, nbdev_dn))
+        self._v = NAN
 
     def __dealloc__(self):
         ind_boll_free(&self.s)
 
-    cpdef double update(self, double x):
+    @cython.always_allow_keywords(False)
+    def update(self, double x):
         """Add ``x`` and return its z-score in the window (NaN until warm)."""
-        return ind_boll_update(&self.s, x)
-
-    @property
-    def value(self) -> float:
-        """Z-score of the newest value (NaN until warm)."""
-        return ind_boll_z(&self.s)
+        v = PyFloat_FromDouble(ind_boll_update(&self.s, x))
+        self._v = v
+        return v
 
     @property
     def mean(self) -> float:
@@ -1068,6 +1433,7 @@ cdef class Bollinger:
     def reset(self) -> None:
         """Forget every value (warm-up starts again)."""
         ind_boll_clear(&self.s)
+        self._v = NAN
 
     def update_batch(self, x, out=None):
         """``update`` for each value of ``x``; returns the z-score after each (float64)."""
@@ -1077,6 +1443,7 @@ cdef class Bollinger:
         cdef double* po = _ptr(o)
         with nogil:
             _boll_loop(&self.s, px, NULL, NULL, NULL, po, NULL, n)
+        self._v = ind_boll_z(&self.s)
         return o
 
 
@@ -1098,24 +1465,24 @@ cdef class RealizedVol:
     """
 
     cdef IndRvol s
+    cdef object _v          # ``value``: a read-only member (see _value_member)
     cdef double last
 
     def __init__(self, double lam=0.94):
         _lam(lam)
         ind_rvol_init(&self.s, lam)
         self.last = NAN
+        self._v = NAN
 
-    cpdef double update(self, double x):
+    @cython.always_allow_keywords(False)
+    def update(self, double x):
         """Add the price ``x > 0`` and return the volatility (NaN for the first price)."""
         if not x > 0.0:
             raise ValueError(f"price must be > 0, was {x}")
         self.last = ind_rvol_update(&self.s, x)
-        return self.last
-
-    @property
-    def value(self) -> float:
-        """Current volatility per return (NaN until warm)."""
-        return self.last
+        v = PyFloat_FromDouble(self.last)
+        self._v = v
+        return v
 
     @property
     def ready(self) -> bool:
@@ -1130,6 +1497,7 @@ cdef class RealizedVol:
         """Forget every price (warm-up starts again)."""
         ind_rvol_init(&self.s, self.s.lam)
         self.last = NAN
+        self._v = NAN
 
     def update_batch(self, x, out=None):
         """``update`` for each price of ``x``; returns the volatility after each."""
@@ -1141,6 +1509,7 @@ cdef class RealizedVol:
             _rvol_loop(&self.s, px, po, n)
         if n:
             self.last = po[n - 1]
+            self._v = self.last
         return o
 
 
@@ -1430,6 +1799,62 @@ cdef class RealizedVolTime:
         return o
 
 
+# ---------------------------------------------------------------- ``value`` as a slot
+# ``value`` of the count classes is the float object ``update`` returned (kept in ``_v``),
+# exposed as a read-only member descriptor (``T_OBJECT_EX``): CPython specializes reading
+# such a slot (``LOAD_ATTR_SLOT``), where a property or a Cython ``readonly`` double goes
+# through the generic attribute lookup and a new float per read (~20 ns more).
+
+cdef extern from *:
+    """
+    #include <structmember.h>
+    #define IND_N_VALUE_MEMBERS 8
+    static PyMemberDef ind_value_members[IND_N_VALUE_MEMBERS];
+    static int ind_n_value_members = 0;
+    static int ind_value_member(PyTypeObject* t, Py_ssize_t offset, const char* doc) {
+        PyMemberDef* m;
+        PyObject* d;
+        int rc;
+        if (ind_n_value_members >= IND_N_VALUE_MEMBERS) {
+            PyErr_SetString(PyExc_RuntimeError, "too many value members");
+            return -1;
+        }
+        m = &ind_value_members[ind_n_value_members++];
+        m->name = "value";
+        m->type = T_OBJECT_EX;
+        m->offset = offset;
+        m->flags = READONLY;
+        m->doc = doc;
+        d = PyDescr_NewMember(t, m);
+        if (d == NULL)
+            return -1;
+        rc = PyDict_SetItemString(t->tp_dict, "value", d);
+        Py_DECREF(d);
+        PyType_Modified(t);
+        return rc;
+    }
+    #define IND_VOFF(cls) ((Py_ssize_t)offsetof(struct __pyx_obj_3ext_10indicators_##cls, _v))
+    """
+    int ind_value_member(type t, Py_ssize_t offset, const char* doc) except -1
+    Py_ssize_t _VOFF_Ema "IND_VOFF(Ema)"
+    Py_ssize_t _VOFF_Sma "IND_VOFF(Sma)"
+    Py_ssize_t _VOFF_Lag "IND_VOFF(_Lag)"
+    Py_ssize_t _VOFF_Rsi "IND_VOFF(Rsi)"
+    Py_ssize_t _VOFF_Macd "IND_VOFF(Macd)"
+    Py_ssize_t _VOFF_Bollinger "IND_VOFF(Bollinger)"
+    Py_ssize_t _VOFF_RealizedVol "IND_VOFF(RealizedVol)"
+
+
+ind_value_member(Ema, _VOFF_Ema, "Current EMA (NaN until warm).")
+ind_value_member(Sma, _VOFF_Sma, "Current mean (NaN until warm).")
+ind_value_member(_Lag, _VOFF_Lag, "Latest value (NaN until warm).")
+ind_value_member(Rsi, _VOFF_Rsi, "Current RSI (NaN until warm).")
+ind_value_member(Macd, _VOFF_Macd, "Current MACD line (NaN until warm).")
+ind_value_member(Bollinger, _VOFF_Bollinger, "Z-score of the newest value (NaN until warm).")
+ind_value_member(RealizedVol, _VOFF_RealizedVol,
+                 "Current volatility per return (NaN until warm).")
+
+
 # ---------------------------------------------------------------- batch functions
 # Common parameters: ``x`` values (array_like, converted to float64 1-D C-contiguous);
 # ``t`` int64 ns times (non-decreasing, equal allowed); ``out`` an optional float64 array
@@ -1670,12 +2095,13 @@ cdef inline int64_t _now_ns() noexcept nogil:
     return <int64_t>ts.tv_sec * 1000000000 + ts.tv_nsec
 
 
-_STREAM_KINDS = ("ema", "sma", "mom", "roc", "rsi", "macd", "bollinger", "rvol")
+_STREAM_KINDS = ("ema", "sma", "mom", "roc", "rsi", "macd", "bollinger", "rvol", "all")
 
 
 cdef struct _States:
     IndEma e
     IndLag g
+    IndLag g2
     IndSma sm
     IndRsi r
     IndMacd m
@@ -1685,7 +2111,9 @@ cdef struct _States:
 
 def _bench_stream_core(str kind, x):
     """ns per update of the streaming core called from C on a heap state, as another ext
-    module would (benchmark helper; ``kind`` in ``_STREAM_KINDS``)."""
+    module would (benchmark helper; ``kind`` in ``_STREAM_KINDS``; ``"all"``: every count
+    indicator (EMA 20, SMA 20, MOM 10, ROC 10, RSI 14, MACD 12/26/9, Bollinger 20,
+    realized vol) updated with each value, i.e. the set for one book update)."""
     if kind not in _STREAM_KINDS:
         raise ValueError(f"kind must be one of {_STREAM_KINDS}, was {kind!r}")
     xa = _values(x, "x")
@@ -1703,7 +2131,8 @@ def _bench_stream_core(str kind, x):
     ind_rsi_init(&s.r, 14)
     ind_macd_init(&s.m, 12, 26, 9)
     ind_rvol_init(&s.v, 0.94)
-    cdef int rc = ind_lag_init(&s.g, 10) | ind_sma_init(&s.sm, 20) | ind_boll_init(&s.b, 20, 2, 2)
+    cdef int rc = (ind_lag_init(&s.g, 10) | ind_lag_init(&s.g2, 10) | ind_sma_init(&s.sm, 20)
+                   | ind_boll_init(&s.b, 20, 2, 2))
     with nogil:
         t0 = _now_ns()
         if rc != IND_OK:
@@ -1729,11 +2158,18 @@ def _bench_stream_core(str kind, x):
         elif k == 6:
             for i in range(n):
                 acc += ind_boll_update(&s.b, px[i])
-        else:
+        elif k == 7:
             for i in range(n):
                 acc += ind_rvol_update(&s.v, px[i])
+        else:
+            for i in range(n):
+                acc += (ind_ema_update(&s.e, px[i]) + ind_sma_update(&s.sm, px[i])
+                        + ind_mom_update(&s.g, px[i]) + ind_roc_update(&s.g2, px[i])
+                        + ind_rsi_update(&s.r, px[i]) + ind_macd_update(&s.m, px[i])
+                        + ind_boll_update(&s.b, px[i]) + ind_rvol_update(&s.v, px[i]))
         t1 = _now_ns()
     ind_lag_free(&s.g)
+    ind_lag_free(&s.g2)
     ind_sma_free(&s.sm)
     ind_boll_free(&s.b)
     free(s)
@@ -1742,3 +2178,10 @@ def _bench_stream_core(str kind, x):
     if acc == 1.2345e300:  # keep ``acc`` alive
         return 0.0
     return (t1 - t0) / <double>xa.shape[0]
+
+
+def _simd_avx(bint on):
+    """Allow (``on``, if the CPU has AVX) or forbid the AVX spans of the batch kernels (the
+    SSE2 ones run instead); returns whether they are now used. For tests: both give the
+    same bits."""
+    return bool(ind_set_avx(on))

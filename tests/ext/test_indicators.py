@@ -363,7 +363,7 @@ def test_macd_and_bollinger_side_outputs_equal_batch():
     for col, ref in zip(rows_a[:3], ind.bbands(x, 20, 1.5, 2.5), strict=True):
         same(col, ref)
     same(rows_a[3], ind.stddev(x, 20))
-    same(rows_a[1], ind.sma(x, 20))  # middle band is the SMA, bit for bit
+    same(rows_a[1], ind.sma(x, 20))  # the SMA's bits here (no variance recompute)
 
 
 TIME_CASES = [
@@ -488,6 +488,67 @@ def test_batch_pieces_of_any_size_and_special_values(name, make, batch):
         for col, r in zip(cols[:3], ind.bbands(x, 3, 1.5, 2.5), strict=True):
             same(col, r)
         same(cols[3], ind.stddev(x, 3))
+
+
+def _runs_series(rng: np.random.Generator, n: int, p_stay: float, decimals: int) -> np.ndarray:
+    """Prices with runs of equal values of random lengths (mean ``1 / (1 - p_stay)``)."""
+    lens = rng.geometric(1.0 - p_stay, size=n)
+    vals = np.round(100.0 + np.cumsum(rng.normal(0.0, 1.0, size=n)), decimals)
+    return np.repeat(vals, lens)[:n].astype(np.float64)
+
+
+@pytest.mark.parametrize("period", [2, 3, 5, 20, 64, 65, 300])
+@pytest.mark.parametrize("p_stay", [0.0, 0.5, 0.9, 0.99])
+def test_windowed_batch_kernels_with_runs_equal_streaming(period, p_stay):
+    """The windowed batch kernels skip the run tracking in spans where no window can be
+    constant: runs of every length, across span boundaries, with NaN, zeros and a huge value
+    leaving the window must still give the streaming bits (means, stdevs, bands, z-scores),
+    one-shot and in pieces."""
+    rng = np.random.default_rng(period * 1000 + int(p_stay * 100))
+    x = _runs_series(rng, 3000, p_stay, 1)
+    x[rng.integers(0, len(x), size=3)] = np.nan
+    x[rng.integers(0, len(x), size=3)] = 0.0
+    x[1234] = 1e12
+    b = ind.Bollinger(period, 1.5, 2.5)
+    rows = np.array([(b.update(v), b.upper, b.mean, b.lower, b.stdev) for v in x.tolist()]).T
+    same(rows[0], ind.zscore(x, period))
+    for col, ref in zip(rows[1:4], ind.bbands(x, period, 1.5, 2.5), strict=True):
+        same(col, ref)
+    same(rows[4], ind.stddev(x, period))
+    s = ind.Sma(period)
+    means = np.array([s.update(v) for v in x.tolist()])
+    same(means, ind.sma(x, period))
+    close(means, rows[2], rtol=1e-12)  # the middle band (its own exact recomputes)
+    cuts = np.sort(rng.choice(np.arange(1, len(x)), size=40, replace=False))
+    sma = ind.Sma(period)
+    same(np.concatenate([sma.update_batch(q) for q in np.split(x, cuts)]), means)
+    bol = ind.Bollinger(period)
+    same(np.concatenate([bol.update_batch(q) for q in np.split(x, cuts)]), rows[0])
+
+
+def test_avx_and_sse2_spans_give_the_same_bits():
+    """The batch kernels choose AVX spans at run time when the CPU has them; the SSE2 spans
+    (and the scalar streaming path) must give the same bits."""
+    x = _walk()[:20_000].copy()
+    x[5000:5100] = 7.0  # a constant stretch: the run-tracking path
+    calls = [
+        lambda: ind.sma(x, 20),
+        lambda: ind.stddev(x, 20),
+        lambda: ind.zscore(x, 7),
+        lambda: ind.bbands(x, 33, 1.5, 2.5),
+    ]
+    try:
+        has_avx = ind._simd_avx(True)
+        with_avx = [np.concatenate(np.atleast_2d(c())) for c in calls]
+        assert not ind._simd_avx(False)
+        sse2 = [np.concatenate(np.atleast_2d(c())) for c in calls]
+    finally:
+        ind._simd_avx(True)
+    for a, b in zip(with_avx, sse2, strict=True):
+        same(a, b)
+    z = ind.Bollinger(7)
+    same(np.array([z.update(v) for v in x.tolist()]), with_avx[2])
+    assert isinstance(has_avx, bool)
 
 
 # ---------------------------------------------------------------- properties
@@ -684,8 +745,35 @@ def test_time_streaming_rejects_going_back(cls):
 
 def test_bench_helper_reports_ns_per_update():
     x = _walk()[:10_000]
-    for kind in ("ema", "sma", "mom", "roc", "rsi", "macd", "bollinger", "rvol"):
+    for kind in ("ema", "sma", "mom", "roc", "rsi", "macd", "bollinger", "rvol", "all"):
         ns = ind._bench_stream_core(kind, x)
         assert 0.0 < ns < 1_000.0
     with pytest.raises(ValueError, match="kind must be one of"):
         ind._bench_stream_core("nope", x)
+
+
+def test_value_is_the_float_update_returned():
+    """``value`` is a read-only slot holding what ``update`` returned (and what the state
+    says after ``update_batch`` / ``reset``)."""
+    x = _walk()[:300]
+    for make in (
+        lambda: ind.Ema(5),
+        lambda: ind.Sma(5),
+        lambda: ind.Mom(3),
+        lambda: ind.Roc(3),
+        lambda: ind.Rsi(5),
+        lambda: ind.Macd(3, 6, 2),
+        lambda: ind.Bollinger(5),
+        lambda: ind.RealizedVol(0.9),
+    ):
+        obj = make()
+        assert math.isnan(obj.value)
+        for v in x[:50].tolist():
+            r = obj.update(v)
+            assert r is obj.value or (math.isnan(r) and math.isnan(obj.value))
+        out = _first(obj.update_batch(x[50:]))
+        same(np.array([obj.value]), out[-1:])
+        with pytest.raises(AttributeError):
+            obj.value = 1.0
+        obj.reset()
+        assert math.isnan(obj.value)
