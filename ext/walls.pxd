@@ -64,9 +64,9 @@ cdef class WallParams:
 
 cdef class WallDetector:
     cdef WallCfg cfg
-    cdef uint64_t* vals         # band sizes, best first (scratch)
-    cdef uint64_t* sel          # selection scratch
-    cdef int64_t* prices        # band prices, best first (scratch)
+    cdef uint64_t* vals         # live band sizes, best first, when the side has tombstones
+    cdef uint64_t* sel          # selection scratch (copies, |size - median|)
+    cdef Py_ssize_t* slots      # book slot of each band level, best first (scratch)
     cdef Py_ssize_t* cand       # candidate indexes into vals (scratch)
     cdef uint64_t med_hint[2]   # last band median per side (selection shortcut)
     cdef uint64_t mad_hint[2]   # last band MAD per side

@@ -8,8 +8,11 @@ levels, cut at ``band_bps`` from the mid if set) holding at least ``min_levels``
 * ``size - median >= k_mad * MAD`` (MAD = lower median of ``|size - median|``), and
 * ``size >= min_share * band depth`` (off when ``min_share`` is 0).
 
-Medians come from a selection (quickselect, branch-free partition) on a scratch buffer,
-never a sort; the MAD is only computed when some level passes the first test.
+Medians are never sorted for: each side keeps the previous median and MAD as hints, one
+counting pass says whether they still hold or how far the rank moved, and a nearby rank is
+reached by a few min/max passes, a farther one by quickselect on a copy. The band passes
+are vectorized (AVX2, chosen at import by the CPU) with a portable fallback. The MAD is
+only computed when some level passes the first test.
 
 ``WallDetector`` streams: ``update(book, ts_ns)`` rescans the book and matches walls with
 the previous scan by side and price, so each wall keeps its ``first_seen_ns`` / age;
@@ -43,11 +46,222 @@ from ext.walls cimport (
 
 cdef extern from *:
     """
+    #include <stdint.h>
     typedef unsigned __int128 wall_u128;
-    static inline double wall_u128_to_double(wall_u128 v) { return (double)v; }
+    /* exact hi * 2**32 + lo (the sums of the halves of the sizes), rounded once */
+    static inline double wall_depth_double(uint64_t hi, uint64_t lo) {
+        return (double)(((wall_u128)hi << 32) + (wall_u128)lo);
+    }
+
+    /* Band passes. Sizes are int64 >= 0, so hints, thresholds and deviations all fit in
+       int64 and signed compares are exact. Each kernel is one plain loop compiled twice:
+       for the baseline ISA and, on x86-64 with GCC/clang, for AVX2 (auto-vectorized:
+       4 levels per instruction), chosen once at import by the CPU's feature bits. */
+    typedef struct {
+        int64_t lt, le;        /* sizes < h, <= h */
+        int64_t ltd, led;      /* |size - h| < d, <= d */
+        uint64_t slo, shi;     /* sum of the low / high 32-bit halves of the sizes */
+        int64_t vmax;          /* largest size */
+    } wall_stats;
+
+    #define WALL_COUNTS_BODY \
+        int64_t lt = 0, le = 0, ltd = 0, led = 0, vmax = 0; \
+        uint64_t slo = 0, shi = 0; \
+        for (Py_ssize_t j = 0; j < n; j++) { \
+            int64_t x = v[j]; \
+            int64_t a = x > h ? x - h : h - x; \
+            lt += x < h; \
+            le += x <= h; \
+            ltd += a < d; \
+            led += a <= d; \
+            slo += (uint64_t)x & 0xffffffffu; \
+            shi += (uint64_t)x >> 32; \
+            vmax = x > vmax ? x : vmax; \
+        } \
+        st->lt = lt; st->le = le; st->ltd = ltd; st->led = led; \
+        st->slo = slo; st->shi = shi; st->vmax = vmax;
+
+    /* nearest value above / below h of x (dev = 0) or of |x - m| (dev = 1); written as
+       min / max reductions so that they vectorize (one loop per dev, no branch inside) */
+    #define WALL_NEAREST_LOOP(DEV) \
+        for (Py_ssize_t j = 0; j < n; j++) { \
+            int64_t x = v[j]; \
+            int64_t a = DEV ? (x > m ? x - m : m - x) : x; \
+            int64_t u = a > h ? a : INT64_MAX; \
+            int64_t b = a < h ? a : -1; \
+            up = u < up ? u : up; \
+            dn = b > dn ? b : dn; \
+        }
+    #define WALL_NEAREST_BODY \
+        int64_t up = INT64_MAX, dn = -1; \
+        if (dev) { WALL_NEAREST_LOOP(1) } else { WALL_NEAREST_LOOP(0) } \
+        *above = up; *below = dn;
+
+    /* values (dev = 0) or |x - m| (dev = 1) below h and at most h */
+    #define WALL_RANK_BODY \
+        int64_t lt = 0, le = 0; \
+        for (Py_ssize_t j = 0; j < n; j++) { \
+            int64_t x = v[j]; \
+            int64_t a = dev ? (x > m ? x - m : m - x) : x; \
+            lt += a < h; \
+            le += a <= h; \
+        } \
+        *plt = lt; *ple = le;
+
+    #define WALL_DEVS_BODY \
+        for (Py_ssize_t j = 0; j < n; j++) { \
+            int64_t x = v[j]; \
+            out[j] = x > m ? x - m : m - x; \
+        }
+
+    static void wall_counts_base(const int64_t* v, Py_ssize_t n, int64_t h, int64_t d,
+                                 wall_stats* st) { WALL_COUNTS_BODY }
+    static void wall_nearest_base(const int64_t* v, Py_ssize_t n, int dev, int64_t m,
+                                  int64_t h, int64_t* above, int64_t* below) {
+        WALL_NEAREST_BODY }
+    static void wall_rank_base(const int64_t* v, Py_ssize_t n, int dev, int64_t m,
+                               int64_t h, int64_t* plt, int64_t* ple) { WALL_RANK_BODY }
+    static void wall_devs_base(const int64_t* v, Py_ssize_t n, int64_t m, int64_t* out) {
+        WALL_DEVS_BODY }
+    static Py_ssize_t wall_collect_base(const int64_t* v, Py_ssize_t n, int64_t t,
+                                        Py_ssize_t* out) {
+        Py_ssize_t nc = 0;
+        for (Py_ssize_t j = 0; j < n; j++)
+            if (v[j] >= t) out[nc++] = j;
+        return nc;
+    }
+
+    #if (defined(__GNUC__) || defined(__clang__)) && defined(__x86_64__)
+    #include <immintrin.h>
+    #define WALL_X86 1
+    __attribute__((target("avx2")))
+    static void wall_counts_avx2(const int64_t* v, Py_ssize_t n, int64_t h, int64_t d,
+                                 wall_stats* st) { WALL_COUNTS_BODY }
+    /* AVX2 has no 64-bit min/max (GCC leaves these reductions scalar): compare + blend */
+    #define WALL_NEAREST_AVX2_LOOP(DEV) \
+        for (; j + 4 <= n; j += 4) { \
+            __m256i a = _mm256_loadu_si256((const __m256i*)(v + j)); \
+            if (DEV) \
+                a = _mm256_blendv_epi8(_mm256_sub_epi64(mv, a), _mm256_sub_epi64(a, mv), \
+                                       _mm256_cmpgt_epi64(a, mv)); \
+            up = _mm256_blendv_epi8(up, a, _mm256_and_si256(_mm256_cmpgt_epi64(a, hv), \
+                                                            _mm256_cmpgt_epi64(up, a))); \
+            dn = _mm256_blendv_epi8(dn, a, _mm256_and_si256(_mm256_cmpgt_epi64(hv, a), \
+                                                            _mm256_cmpgt_epi64(a, dn))); \
+        }
+    __attribute__((target("avx2")))
+    static void wall_nearest_avx2(const int64_t* v, Py_ssize_t n, int dev, int64_t m,
+                                  int64_t h, int64_t* above, int64_t* below) {
+        __m256i hv = _mm256_set1_epi64x(h), mv = _mm256_set1_epi64x(m);
+        __m256i up = _mm256_set1_epi64x(INT64_MAX), dn = _mm256_set1_epi64x(-1);
+        int64_t lu[4], ld[4], u = INT64_MAX, d = -1;
+        Py_ssize_t j = 0;
+        if (dev) { WALL_NEAREST_AVX2_LOOP(1) } else { WALL_NEAREST_AVX2_LOOP(0) }
+        _mm256_storeu_si256((__m256i*)lu, up);
+        _mm256_storeu_si256((__m256i*)ld, dn);
+        for (int i = 0; i < 4; i++) {
+            u = lu[i] < u ? lu[i] : u;
+            d = ld[i] > d ? ld[i] : d;
+        }
+        for (; j < n; j++) {
+            int64_t x = v[j];
+            int64_t a = dev ? (x > m ? x - m : m - x) : x;
+            if (a > h && a < u) u = a;
+            if (a < h && a > d) d = a;
+        }
+        *above = u; *below = d;
+    }
+    __attribute__((target("avx2")))
+    static void wall_rank_avx2(const int64_t* v, Py_ssize_t n, int dev, int64_t m,
+                               int64_t h, int64_t* plt, int64_t* ple) { WALL_RANK_BODY }
+    __attribute__((target("avx2")))
+    static void wall_devs_avx2(const int64_t* v, Py_ssize_t n, int64_t m, int64_t* out) {
+        WALL_DEVS_BODY }
+    /* indexes of the sizes >= t, 4 compares per instruction; t >= 1 */
+    __attribute__((target("avx2")))
+    static Py_ssize_t wall_collect_avx2(const int64_t* v, Py_ssize_t n, int64_t t,
+                                        Py_ssize_t* out) {
+        Py_ssize_t nc = 0, j = 0;
+        __m256i tv = _mm256_set1_epi64x(t - 1);
+        for (; j + 4 <= n; j += 4) {
+            __m256i x = _mm256_loadu_si256((const __m256i*)(v + j));
+            int msk = _mm256_movemask_pd(_mm256_castsi256_pd(_mm256_cmpgt_epi64(x, tv)));
+            while (msk) {
+                out[nc++] = j + __builtin_ctz(msk);
+                msk &= msk - 1;
+            }
+        }
+        for (; j < n; j++)
+            if (v[j] >= t) out[nc++] = j;
+        return nc;
+    }
+    #else
+    #define WALL_X86 0
+    #endif
+
+    static int wall_use_avx2 = 0;
+
+    /* on = 1: the AVX2 loops if the CPU has AVX2; on = 0: the portable ones */
+    static int wall_set_avx2(int on) {
+    #if WALL_X86
+        __builtin_cpu_init();
+        wall_use_avx2 = on && __builtin_cpu_supports("avx2") ? 1 : 0;
+    #endif
+        return wall_use_avx2;
+    }
+
+    #if WALL_X86
+    #define WALL_DISPATCH(name, args) \
+        (wall_use_avx2 ? name##_avx2 args : name##_base args)
+    #else
+    #define WALL_DISPATCH(name, args) (name##_base args)
+    #endif
+
+    static inline void wall_counts(const int64_t* v, Py_ssize_t n, int64_t h, int64_t d,
+                                   wall_stats* st) {
+        WALL_DISPATCH(wall_counts, (v, n, h, d, st));
+    }
+    static inline void wall_nearest(const int64_t* v, Py_ssize_t n, int dev, int64_t m,
+                                    int64_t h, int64_t* above, int64_t* below) {
+        WALL_DISPATCH(wall_nearest, (v, n, dev, m, h, above, below));
+    }
+    static inline void wall_rank(const int64_t* v, Py_ssize_t n, int dev, int64_t m,
+                                 int64_t h, int64_t* plt, int64_t* ple) {
+        WALL_DISPATCH(wall_rank, (v, n, dev, m, h, plt, ple));
+    }
+    static inline void wall_devs(const int64_t* v, Py_ssize_t n, int64_t m, int64_t* out) {
+        WALL_DISPATCH(wall_devs, (v, n, m, out));
+    }
+    static inline Py_ssize_t wall_collect(const int64_t* v, Py_ssize_t n, int64_t t,
+                                          Py_ssize_t* out) {
+        return WALL_DISPATCH(wall_collect, (v, n, t, out));
+    }
     """
-    ctypedef unsigned long long wall_u128
-    double wall_u128_to_double(wall_u128 v) noexcept nogil
+    ctypedef struct wall_stats:
+        int64_t lt, le, ltd, led
+        uint64_t slo, shi
+        int64_t vmax
+    double wall_depth_double(uint64_t hi, uint64_t lo) noexcept nogil
+    int wall_set_avx2(int on) noexcept nogil
+    int wall_use_avx2
+    void wall_counts(const int64_t* v, Py_ssize_t n, int64_t h, int64_t d,
+                     wall_stats* st) noexcept nogil
+    void wall_nearest(const int64_t* v, Py_ssize_t n, int dev, int64_t m, int64_t h,
+                      int64_t* above, int64_t* below) noexcept nogil
+    void wall_rank(const int64_t* v, Py_ssize_t n, int dev, int64_t m, int64_t h,
+                   int64_t* plt, int64_t* ple) noexcept nogil
+    void wall_devs(const int64_t* v, Py_ssize_t n, int64_t m, int64_t* out) noexcept nogil
+    Py_ssize_t wall_collect(const int64_t* v, Py_ssize_t n, int64_t t,
+                            Py_ssize_t* out) noexcept nogil
+
+wall_set_avx2(1)
+
+
+def _use_avx2(bint on) -> bool:
+    """Run the band passes with their AVX2 loops (``on``, if the CPU has AVX2) or with the
+    portable ones; returns whether AVX2 is in use. For tests and benchmarks; process-wide,
+    do not call while another thread scans."""
+    return bool(wall_set_avx2(on))
 
 APPEARED = WALL_APPEARED
 PULLED = WALL_PULLED
@@ -90,6 +304,7 @@ if WALL_DTYPE.itemsize != sizeof(WallRec) or EVENT_DTYPE.itemsize != sizeof(Wall
 cdef enum:
     _SMALL = 24     # below this many values, selection finishes by insertion sort
     _NEAR = 32      # rank distance from a hint resolved by one tracking pass
+    _STEPS = 3      # distinct values stepped through from a hint before that
 
 
 # ---------------------------------------------------------------------- selection
@@ -213,22 +428,6 @@ cdef uint64_t _kth_above(const uint64_t* a, Py_ssize_t n, uint64_t h,
     return top[d]
 
 
-cdef inline uint64_t _select_hinted(uint64_t* a, Py_ssize_t n, Py_ssize_t k, uint64_t h,
-                                    Py_ssize_t lt, Py_ssize_t le) noexcept nogil:
-    """``k``-th smallest of ``a[0:n]`` given ``lt``/``le`` = counts of values ``<``/``<= h``.
-
-    Exact whatever the hint: ``h`` itself when its rank range holds ``k``, one tracking
-    pass when ``k`` is within ``_NEAR`` ranks of it, else a full selection (reorders ``a``).
-    """
-    if lt <= k < le:
-        return h
-    if k < lt and lt - 1 - k < _NEAR:
-        return _kth_below(a, n, h, lt - 1 - k)
-    if k >= le and k - le < _NEAR:
-        return _kth_above(a, n, h, k - le)
-    return wall_select(a, n, k)
-
-
 # ---------------------------------------------------------------------- parameters
 
 cdef inline int _check_range(str name, double v, double lo, double hi) except -1:
@@ -344,52 +543,122 @@ cdef inline void _emit(WallDetector self, int64_t ts, int kind, const WallRec* w
     e.kind = kind
     e.side = w.side
 
+cdef inline Py_ssize_t _band_floor(const BookSide* s, double key_lim) noexcept nogil:
+    """First slot whose key, as a double, is ``>= key_lim`` (``s.n`` if none).
+
+    The band cut is the same double comparison the rule states, so bisecting on it
+    (keys ascend, the conversion is monotone) finds exactly where the band ends.
+    """
+    cdef Py_ssize_t lo = 0, hi = s.n, m
+    while lo < hi:
+        m = (lo + hi) >> 1
+        if <double>s.keys[m] < key_lim:
+            lo = m + 1
+        else:
+            hi = m
+    return lo
+
+
+cdef inline uint64_t _select_near(const int64_t* v, Py_ssize_t n, bint dev, int64_t m,
+                                  int64_t* scratch, Py_ssize_t k, int64_t h, int64_t lt,
+                                  int64_t le) noexcept nogil:
+    """``k``-th smallest of ``w = v`` (``dev`` false) or ``w = |v - m|`` (``dev`` true).
+
+    ``lt`` / ``le`` count the ``w`` below / at most the hint ``h``. Exact whatever the
+    hint: ``h`` itself when its rank range holds ``k``; else up to ``_STEPS`` times the
+    nearest distinct ``w`` towards rank ``k`` (one min/max pass: the answer if it is at
+    the next rank, else a counting pass gives its rank range); past that ``w`` is written
+    to ``scratch`` (which may be ``v`` when ``dev`` is false) and a tracking pass within
+    ``_NEAR`` ranks or a selection (reordering ``scratch``) finishes.
+    """
+    cdef int64_t above, below
+    cdef int step, steps
+    if lt <= k < le:
+        return <uint64_t>h
+    # a few rank steps from the hint: next distinct value, its rank counts, again (each
+    # step moves at least one rank, so only when k is that close); the portable loops
+    # only take the first (two scalar passes per step cost more than one tracking pass)
+    steps = _STEPS if wall_use_avx2 else 1
+    for step in range(steps if lt - 1 - k < steps and k - le < steps else 0):
+        wall_nearest(v, n, dev, m, h, &above, &below)
+        if k == le:
+            return <uint64_t>above
+        if k == lt - 1:
+            return <uint64_t>below
+        h = above if k >= le else below
+        wall_rank(v, n, dev, m, h, &lt, &le)
+        if lt <= k < le:
+            return <uint64_t>h
+    if dev:
+        wall_devs(v, n, m, scratch)
+    elif scratch != v:
+        memcpy(scratch, v, n * sizeof(int64_t))
+    if k < lt and lt - 1 - k < _NEAR:
+        return _kth_below(<const uint64_t*>scratch, n, <uint64_t>h, lt - 1 - k)
+    if k >= le and k - le < _NEAR:
+        return _kth_above(<const uint64_t*>scratch, n, <uint64_t>h, k - le)
+    return wall_select(<uint64_t*>scratch, n, k)
+
+
 cdef inline Py_ssize_t _scan_side(WallDetector self, OrderBook book, int side, double mid,
                                   WallRec* out) noexcept nogil:
-    """Walls of one side into ``out`` (best level first); returns how many."""
+    """Walls of one side into ``out`` (best level first); returns how many.
+
+    The band is read in place when the side has no tombstone (worst level first), else
+    its live sizes are first compacted into ``vals`` (best first, branch-free). One
+    counting pass then takes the depth, the largest size and the rank counts of ``hm``
+    (the previous median) and of ``hd`` (the previous MAD) among the deviations from
+    ``hm``. On a stream the median and MAD mostly stay or move to a neighbouring rank:
+    a hint whose rank range holds the target is the answer, a neighbour costs one
+    min/max pass, anything else a tracking pass or a selection on a copy. A moved
+    median needs a second counting pass for the MAD. The candidates (sizes at or above
+    the threshold) come from one compare pass.
+    """
     cdef const BookSide* s = &book.sides[side]
-    cdef Py_ssize_t i = s.n - 1, n = 0, nc = 0, j
+    cdef const int64_t* sizes = s.sizes
+    cdef Py_ssize_t i = s.n - 1, n = 0, nc, j, imin = 0, base = 0, lvl, slot
     cdef Py_ssize_t cap = self.cfg.band_levels
-    cdef uint64_t* vals = self.vals
-    cdef int64_t* prices = self.prices
-    cdef uint64_t x, med, mad = 0, ithr, vmax = 0
-    cdef int64_t sz, key
+    cdef const int64_t* v
+    cdef int64_t* vals = <int64_t*>self.vals
+    cdef int64_t* sel = <int64_t*>self.sel
+    cdef Py_ssize_t* cand = self.cand
+    cdef int64_t x, hm = <int64_t>self.med_hint[side], hd = <int64_t>self.mad_hint[side]
+    cdef uint64_t med, mad, ithr
     cdef double key_lim, thr, depth_d, med_d, mad_thr
-    cdef wall_u128 depth = 0
-    cdef bint cut = self.cfg.band_bps > 0.0
     cdef WallRec* w
-    cdef uint64_t h = self.med_hint[side]
-    cdef Py_ssize_t lt = 0, le = 0, k
-    # key = price (bid) / -price (ask); "beyond the band" is key < key_lim on both sides
-    if side == BOOK_BID:
-        key_lim = mid * (1.0 - self.cfg.band_bps * 1e-4)
+    cdef wall_stats st
+    cdef Py_ssize_t k
+    cdef bint direct = s.dead == 0
+    if self.cfg.band_bps > 0.0:
+        # key = price (bid) / -price (ask); "beyond the band" is key < key_lim on both sides
+        if side == BOOK_BID:
+            key_lim = mid * (1.0 - self.cfg.band_bps * 1e-4)
+        else:
+            key_lim = -(mid * (1.0 + self.cfg.band_bps * 1e-4))
+        imin = _band_floor(s, key_lim)
+    if direct:
+        # no tombstone: the band is the slots [base, s.n), read in place, worst first
+        base = s.n - cap if s.n - cap > imin else imin
+        n = s.n - base
+        v = sizes + base
     else:
-        key_lim = -(mid * (1.0 + self.cfg.band_bps * 1e-4))
-    while i >= 0 and n < cap:
-        sz = s.sizes[i]
-        if sz != 0:
-            key = s.keys[i]
-            if cut and <double>key < key_lim:
-                break
-            vals[n] = <uint64_t>sz
-            prices[n] = -key if side == BOOK_ASK else key
-            depth += <uint64_t>sz
-            lt += <uint64_t>sz < h
-            le += <uint64_t>sz <= h
-            vmax = <uint64_t>sz if <uint64_t>sz > vmax else vmax
-            n += 1
-        i -= 1
+        # live sizes of the band, best first, and their slots (a tombstone's slot is
+        # overwritten by the next live level)
+        while i >= imin and n < cap:
+            x = sizes[i]
+            vals[n] = x
+            self.slots[n] = i
+            n += x != 0
+            i -= 1
+        v = vals
     if n < self.cfg.min_levels:
         return 0
+    wall_counts(v, n, hm, hd, &st)
     k = (n - 1) >> 1
-    if lt <= k < le:
-        med = h
-    else:
-        memcpy(self.sel, vals, n * sizeof(uint64_t))
-        med = _select_hinted(self.sel, n, k, h, lt, le)
-        self.med_hint[side] = med
+    med = _select_near(v, n, False, 0, sel, k, hm, st.lt, st.le)
+    self.med_hint[side] = med
     med_d = <double>med
-    depth_d = wall_u128_to_double(depth)
+    depth_d = wall_depth_double(st.shi, st.slo)
     # smallest qualifying size: ceil(max(k * median, min_share * depth)), above the median
     thr = self.cfg.k * med_d
     if self.cfg.min_share * depth_d > thr:
@@ -397,34 +666,30 @@ cdef inline Py_ssize_t _scan_side(WallDetector self, OrderBook book, int side, d
     ithr = <uint64_t>ceil(thr) if thr < 1.8446744073709552e19 else UINT64_MAX
     if ithr <= med:
         ithr = med + 1
-    if vmax < ithr:                 # no candidate: no MAD needed
+    if <uint64_t>st.vmax < ithr:     # no candidate: no MAD needed
         return 0
-    # one pass: candidates, |size - median| and the MAD hint's rank counts
-    h = self.mad_hint[side]
-    lt = 0
-    le = 0
-    for j in range(n):
-        x = vals[j]
-        self.cand[nc] = j
-        nc += x >= ithr
-        x = x - med if x > med else med - x
-        self.sel[j] = x
-        lt += x < h
-        le += x <= h
-    if nc == 0:
-        return 0
-    mad = _select_hinted(self.sel, n, k, h, lt, le)
+    nc = wall_collect(v, n, <int64_t>ithr, cand)   # ithr <= vmax < 2**63
+    if <int64_t>med != hm:         # the MAD hint's counts around the new median
+        wall_rank(v, n, True, <int64_t>med, hd, &st.ltd, &st.led)
+    mad = _select_near(v, n, True, <int64_t>med, sel, k, hd, st.ltd, st.led)
     self.mad_hint[side] = mad
     mad_thr = self.cfg.k_mad * <double>mad
     i = 0
     for j in range(nc):
-        x = vals[self.cand[j]]
-        if <double>(x - med) < mad_thr:
+        # best level first: in place the band runs worst first
+        lvl = cand[nc - 1 - j] if direct else cand[j]
+        x = v[lvl]
+        if <double>(<uint64_t>x - med) < mad_thr:
             continue
+        if direct:
+            slot = base + lvl
+            lvl = n - 1 - lvl
+        else:
+            slot = self.slots[lvl]
         w = &out[i]
         i += 1
-        w.price = prices[self.cand[j]]
-        w.size = <int64_t>x
+        w.price = -s.keys[slot] if side == BOOK_ASK else s.keys[slot]
+        w.size = x
         w.first_seen_ns = 0
         w.age_ns = 0
         w.traded = 0
@@ -437,7 +702,7 @@ cdef inline Py_ssize_t _scan_side(WallDetector self, OrderBook book, int side, d
         w.median = med_d
         w.mad = <double>mad
         w.side = side
-        w.level = <int32_t>self.cand[j]
+        w.level = <int32_t>lvl
     return i
 
 cdef inline int64_t _size_at(WallDetector self, OrderBook book, int side,
@@ -497,12 +762,12 @@ cdef class WallDetector:
         self.ev_cap = event_capacity
         self.vals = <uint64_t*>PyMem_Malloc(m * sizeof(uint64_t))
         self.sel = <uint64_t*>PyMem_Malloc(m * sizeof(uint64_t))
-        self.prices = <int64_t*>PyMem_Malloc(m * sizeof(int64_t))
+        self.slots = <Py_ssize_t*>PyMem_Malloc(m * sizeof(Py_ssize_t))
         self.cand = <Py_ssize_t*>PyMem_Malloc(m * sizeof(Py_ssize_t))
         self.cur = <WallRec*>PyMem_Malloc(self.cap_walls * sizeof(WallRec))
         self.nxt = <WallRec*>PyMem_Malloc(self.cap_walls * sizeof(WallRec))
         self.ev = <WallEvent*>PyMem_Malloc(event_capacity * sizeof(WallEvent))
-        if (self.vals == NULL or self.sel == NULL or self.prices == NULL or self.cand == NULL
+        if (self.vals == NULL or self.sel == NULL or self.slots == NULL or self.cand == NULL
                 or self.cur == NULL or self.nxt == NULL or self.ev == NULL):
             raise MemoryError("cannot allocate the wall detector")
 
@@ -512,7 +777,7 @@ cdef class WallDetector:
     def __dealloc__(self):
         PyMem_Free(self.vals)
         PyMem_Free(self.sel)
-        PyMem_Free(self.prices)
+        PyMem_Free(self.slots)
         PyMem_Free(self.cand)
         PyMem_Free(self.cur)
         PyMem_Free(self.nxt)

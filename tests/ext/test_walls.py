@@ -20,6 +20,7 @@ from ext.walls import (
     WALL_DTYPE,
     WallDetector,
     WallParams,
+    _use_avx2,
     select_kth,
 )
 from orchestrator.capture import read_capture
@@ -221,6 +222,86 @@ def test_random_books_match_reference_and_never_crash(books, params):
     ev = det.drain_events()
     assert len(ev) + det.events_dropped >= 0
     assert set(ev["kind"].tolist()) <= {APPEARED, PULLED, FILLED, FADED}
+
+
+@st.composite
+def evolving_books(draw: st.DrawFn) -> list[OrderBook]:
+    """A stream of states of one book: a few levels resized, added, deleted (tombstones)
+    or the touch moved per step, so consecutive medians and MADs are close (the hinted
+    paths: same rank, next distinct value, a few values away) or jump (selection)."""
+    seed = draw(st.integers(0, 2**32 - 1))
+    steps = draw(st.integers(2, 25))
+    n = draw(st.integers(3, 260))
+    scale = draw(st.sampled_from([3, 50, 10**4, 10**15]))
+    heavy = draw(st.booleans())
+    rng = np.random.default_rng(seed)
+
+    def sizes(k: int) -> np.ndarray:
+        if heavy:
+            return (rng.lognormal(0.0, 1.2, k) * scale).astype(np.int64) + 1
+        return rng.integers(1, scale + 1, k)
+
+    bid0, tick = 10**7, 3
+    book = make_book(sizes(n), sizes(n), bid0=bid0, tick=tick)
+    states = [book]
+    for _ in range(steps):
+        nxt = OrderBook(price_scale=2, size_scale=3)
+        bp, bs = book.top_copy(BID, 10**6)
+        ap, asz = book.top_copy(ASK, 10**6)
+        nxt.load_snapshot(bp, bs, ap, asz)
+        moves = draw(st.integers(0, 12))
+        for _ in range(moves):
+            side = BID if rng.random() < 0.5 else ASK
+            depth = int(rng.integers(0, n + 5))
+            price = bid0 - depth * tick if side == BID else bid0 + (depth + 1) * tick
+            op = rng.random()
+            if op < 0.25 and depth > 0:
+                nxt.apply(side, price, 0)  # delete: a tombstone (unless never there)
+            elif op < 0.3:
+                nxt.apply(side, price, int(sizes(1)[0]) * 40)  # a planted wall
+            else:
+                nxt.apply(side, price, int(sizes(1)[0]))
+        if not nxt.is_crossed() and nxt.bid_levels and nxt.ask_levels:
+            book = nxt
+        states.append(book)
+    return states
+
+
+@pytest.mark.parametrize("avx2", [True, False], ids=["avx2", "portable"])
+@given(states=evolving_books(), params=wall_params_st)
+@settings(max_examples=150, deadline=None)
+def test_streams_of_close_books_match_reference(avx2, states, params):
+    # the band loops run in their AVX2 build (where the CPU has it) or the portable one
+    _use_avx2(avx2)
+    try:
+        det = WallDetector(params, event_capacity=1 << 12)
+        for ts, book in enumerate(states):
+            n = det.update(book, ts)
+            assert n == det.n_walls
+            assert_same_walls(det.walls(), ref_walls(book, params))
+    finally:
+        _use_avx2(True)
+
+
+def test_portable_and_avx2_loops_agree_on_a_stream():
+    if not _use_avx2(True):
+        pytest.skip("no AVX2 on this CPU")
+    rng = np.random.default_rng(5)
+    base = (rng.lognormal(0.0, 1.0, 400) * 1_000).astype(np.int64) + 1
+    books = []
+    for _ in range(40):
+        sizes = base.copy()
+        sizes[rng.integers(0, 400, 6)] = rng.integers(1, 60_000, 6)
+        books.append(make_book(sizes, sizes[::-1].copy()))
+    params = WallParams(k=8.0, k_mad=4.0, band_levels=400)
+    got = {}
+    for mode in (True, False):
+        _use_avx2(mode)
+        det = WallDetector(params)
+        got[mode] = [(det.update(b, i), det.walls().tobytes()) for i, b in enumerate(books)]
+    _use_avx2(True)
+    assert got[True] == got[False]
+    assert sum(n for n, _ in got[True]) > 20
 
 
 # ---------------------------------------------------------------- streaming
