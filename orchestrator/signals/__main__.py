@@ -63,6 +63,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     ev.add_argument("--sample-every-ms", type=_positive_float, default=250.0, help="default: 250")
     ev.add_argument("--fee-bps", type=float, default=0.0, help="taker fee added to costs")
     ev.add_argument(
+        "--min-fold-gain",
+        type=float,
+        default=0.005,
+        help="keep the walk unless the model cuts its MAE by this fraction in every "
+        "validation fold of the training part (default: 0.005)",
+    )
+    ev.add_argument(
         "--no-book-ticker",
         action="store_true",
         help="ignore bookTicker frames (ablation: features from the depth book only)",
@@ -78,6 +85,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             seed=args.seed,
             sample_every_ms=args.sample_every_ms,
             fee_bps=args.fee_bps,
+            min_fold_gain=args.min_fold_gain,
             use_book_ticker=not args.no_book_ticker,
         )
     except ValueError as exc:

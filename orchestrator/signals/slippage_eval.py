@@ -68,11 +68,30 @@ FEATURE_NAMES: tuple[str, ...] = (
     "ticker_far_bps",  # s * (bookTicker far price - book far price), bps of mid
     "imbalance_signed",  # s * (bid size - ask size) / (bid size + ask size) at the top
     "ticker_walk_bps",  # walk of the book with its top replaced by the bookTicker, - walk_bps
+    "mid_change_bps",  # s * (mid(t) - mid at the previous decision), bps of mid
+    "microprice_bps",  # s * (microprice - mid of the freshest top), bps of mid
+    "ticker_mid_bps",  # s * (mid of the freshest top - book mid), bps of mid
 )
 _NF = len(FEATURE_NAMES)
 
 #: Ridge candidates, as multiples of the number of training rows (features are O(1)).
 RIDGE_GRID: tuple[float, ...] = (1e-6, 1e-4, 1e-2, 1.0)
+
+#: Shrinkage candidates: the prediction is ``walk + alpha * correction``.
+SHRINKAGE_GRID: tuple[float, ...] = (0.25, 0.5, 0.75, 1.0)
+
+#: Feature sets the validation chooses from (the others are zeroed, so their
+#: coefficients are exactly 0): all, or only what the freshest top of book says.
+FEATURE_SETS: dict[str, tuple[str, ...]] = {
+    "all": FEATURE_NAMES,
+    "top": (
+        "ticker_touch_bps",
+        "ticker_far_bps",
+        "ticker_walk_bps",
+        "microprice_bps",
+        "ticker_mid_bps",
+    ),
+}
 
 _TICKER_FIELD = re.compile(rb'"([sbBaA])"\s*:\s*"([^"]*)"')
 _TICKER_ID = re.compile(rb'"u"\s*:\s*(\d+)')
@@ -156,9 +175,16 @@ class EvalConfig:
     depth_bps
         Distance from the mid of the visible depth in ``depth_ratio``.
     ridge
-        Ridge penalty of the model.
+        Smallest ridge penalty of the model.
     irls_iterations
         Reweighting passes of the least-absolute-error fit (1 = ordinary least squares).
+    validation_folds
+        Time-ordered validation folds inside the training part (model selection).
+    validation_start
+        Fraction of the training decisions before the first validation fold.
+    min_fold_gain
+        A candidate model must cut the walk's MAE by at least this fraction in *every*
+        validation fold, else the walk is kept (0 = any improvement).
     use_book_ticker
         Use ``bookTicker`` frames (fresher top of book) for the features; when false they
         are ignored and the ticker features are 0 (an ablation).
@@ -176,6 +202,9 @@ class EvalConfig:
     depth_bps: float = 10.0
     ridge: float = 1e-3
     irls_iterations: int = 10
+    validation_folds: int = 3
+    validation_start: float = 0.4
+    min_fold_gain: float = 0.005
     use_book_ticker: bool = True
 
     def __post_init__(self) -> None:
@@ -191,6 +220,12 @@ class EvalConfig:
             raise ValueError(f"fee_bps must be finite, was {self.fee_bps}")
         if self.irls_iterations < 1:
             raise ValueError(f"irls_iterations must be >= 1, was {self.irls_iterations}")
+        if self.validation_folds < 1:
+            raise ValueError(f"validation_folds must be >= 1, was {self.validation_folds}")
+        if not 0.0 < self.validation_start < 1.0:
+            raise ValueError(f"validation_start must be in (0, 1), was {self.validation_start}")
+        if not 0.0 <= self.min_fold_gain < 1.0:
+            raise ValueError(f"min_fold_gain must be in [0, 1), was {self.min_fold_gain}")
 
 
 # ---------------------------------------------------------------------------- replay
@@ -416,6 +451,7 @@ class _Tracker:
             else:
                 a = 1.0 - math.exp(-(t_ns - self.last_mid_ns) * self.vol_rate)
                 self.ewvar += a * (r2 - self.ewvar)
+        mid_change = (mid - self.last_mid) * bps if self.last_mid == self.last_mid else 0.0
         self.last_mid, self.last_mid_ns = mid, t_ns
         vol = math.sqrt(max(self.ewvar, 0.0) * cfg.latency_ms * 1e-3)
         top_size = 0.5 * (bid_q + ask_q)
@@ -429,6 +465,14 @@ class _Tracker:
         fresh = self.ticker is not None and self.ticker_id > book.last_update_id
         tk = self.ticker if fresh and self.ticker is not None else top
         imb = (tk[1] - tk[3]) / (tk[1] + tk[3]) if tk[1] + tk[3] > 0 else 0.0
+        tk_mid = 0.5 * (tk[0] + tk[2])
+        # microprice: each side's price weighted by the other side's size
+        micro = (
+            ((tk[0] * tk[3] + tk[2] * tk[1]) / (tk[1] + tk[3]) - tk_mid) * bps
+            if tk[1] + tk[3] > 0
+            else 0.0
+        )
+        tk_mid_bps = (tk_mid - mid) * bps
         ss = 10.0**book.size_scale
         distance = max(int(cfg.depth_bps * 1e-4 * mid * 10.0**book.price_scale), 0)
         depth = {
@@ -465,6 +509,9 @@ class _Tracker:
                         s * (tk_far - far) * bps,
                         s * imb,
                         s * (patched - px) * bps,
+                        s * mid_change,
+                        s * micro,
+                        s * tk_mid_bps,
                     ]
                 )
         return pending if pending.sides else None
@@ -634,34 +681,75 @@ def _fit(
         w /= w.mean()
 
 
-def _select_ridge(
+@dataclass(frozen=True)
+class _Choice:
+    """The model picked on the training part: feature set, ridge, shrinkage."""
+
+    features: str
+    ridge: float
+    shrinkage: float
+
+
+def _masked(feats: npt.NDArray[np.float64], names: Sequence[str]) -> npt.NDArray[np.float64]:
+    """``feats`` with every column not in ``names`` set to 0 (its coefficient is then 0)."""
+    keep = np.array([n in names for n in FEATURE_NAMES])
+    return np.ascontiguousarray(np.where(keep, feats, 0.0))
+
+
+def _select_model(
     feats: npt.NDArray[np.float64],
     y: npt.NDArray[np.float64],
     t: npt.NDArray[np.int64],
     latency_ns: int,
     cfg: EvalConfig,
-) -> float | None:
-    """Ridge chosen on the last quarter of the training decisions (time order, embargoed).
+) -> _Choice | None:
+    """Feature set, ridge and shrinkage chosen on the training part only.
 
-    Returns ``None`` when no candidate beats predicting a zero residual (the plain walk)
-    on that validation block: the model is then left empty and predicts the walk.
+    The training decisions after ``validation_start`` are cut into ``validation_folds``
+    consecutive blocks; for each block a model is fitted on everything before it
+    (embargoed by one latency) and scored on it. A candidate (feature set x ridge x
+    shrinkage ``alpha``, prediction ``alpha * correction``) qualifies only if it cuts the
+    walk's MAE (a zero residual) by at least ``min_fold_gain`` in every block; the
+    qualifying one with the lowest total absolute error wins. ``None`` (no candidate
+    qualifies, or too few rows): the walk is kept.
     """
     decisions = np.unique(t)
-    cut = int(decisions[int(0.75 * len(decisions))])
-    fit_rows = t + latency_ns < cut
-    val_rows = t >= cut
-    if fit_rows.sum() < 4 * (_NF + 1) or not val_rows.any():
-        return cfg.ridge
-    best: float | None = None
-    best_mae = float(np.mean(np.abs(y[val_rows])))  # the walk: residual predicted as 0
-    n = float(fit_rows.sum())
-    for c in RIDGE_GRID:
-        ridge = max(c * n, cfg.ridge)
-        model = SlippageModel(_NF, 1.0, ridge)
-        _fit(model, np.ascontiguousarray(feats[fit_rows]), y[fit_rows], cfg.irls_iterations)
-        mae = float(np.mean(np.abs(y[val_rows] - model.predict_many(feats[val_rows]))))
-        if mae < best_mae:
-            best, best_mae = ridge, mae
+    k = cfg.validation_folds
+    start = cfg.validation_start
+    last = len(decisions) - 1
+    at = [min(int((start + (1.0 - start) * f / k) * len(decisions)), last) for f in range(k)]
+    cuts = [int(decisions[i]) for i in at] + [int(decisions[-1]) + 1]
+    folds = []
+    for f in range(k):
+        fit_rows = t + latency_ns < cuts[f]
+        val_rows = (t >= cuts[f]) & (t < cuts[f + 1])
+        if fit_rows.sum() >= 4 * (_NF + 1) and val_rows.any():
+            folds.append((fit_rows, val_rows))
+    if not folds:
+        return None
+    walk_err = [float(np.sum(np.abs(y[v]))) for _, v in folds]
+    best: _Choice | None = None
+    best_err = sum(walk_err)
+    for set_name, names in FEATURE_SETS.items():
+        x = _masked(feats, names)
+        for c in RIDGE_GRID:
+            preds = []
+            for fit_rows, val_rows in folds:
+                model = SlippageModel(_NF, 1.0, max(c * float(fit_rows.sum()), cfg.ridge))
+                _fit(model, np.ascontiguousarray(x[fit_rows]), y[fit_rows], cfg.irls_iterations)
+                preds.append(model.predict_many(np.ascontiguousarray(x[val_rows])))
+            for alpha in SHRINKAGE_GRID:
+                err = [
+                    float(np.sum(np.abs(y[v] - alpha * p)))
+                    for (_, v), p in zip(folds, preds, strict=True)
+                ]
+                if any(
+                    e > (1.0 - cfg.min_fold_gain) * w or e >= w
+                    for e, w in zip(err, walk_err, strict=True)
+                ):
+                    continue
+                if sum(err) < best_err:
+                    best, best_err = _Choice(set_name, c, alpha), sum(err)
     return best
 
 
@@ -702,13 +790,18 @@ def _evaluate(tr: _Tracker, cfg: EvalConfig) -> tuple[dict[str, Any], SlippageMo
     train = t + latency_ns < split  # embargo: realized before the test period starts
     test = t >= split
     resid = realized - walk
-    ridge: float | None = None
+    choice: _Choice | None = None
     fitted = int(train.sum()) >= 4 * (_NF + 1)
     if fitted:
-        ridge = _select_ridge(feats[train], resid[train], t[train], latency_ns, cfg)
-    model = SlippageModel(_NF, 1.0, ridge or cfg.ridge, True, FEATURE_NAMES, tr.instrument)
-    if ridge is not None:
-        _fit(model, np.ascontiguousarray(feats[train]), resid[train], cfg.irls_iterations)
+        choice = _select_model(feats[train], resid[train], t[train], latency_ns, cfg)
+    ridge = cfg.ridge if choice is None else max(choice.ridge * float(train.sum()), cfg.ridge)
+    model = SlippageModel(_NF, 1.0, ridge, True, FEATURE_NAMES, tr.instrument)
+    if choice is not None:
+        # the shrinkage is folded into the model: fitting alpha * y gives alpha * coef
+        # (the least-absolute-error weights are scale-free), so a saved model predicts
+        # exactly what is scored here
+        x = _masked(feats[train], FEATURE_SETS[choice.features])
+        _fit(model, x, choice.shrinkage * resid[train], cfg.irls_iterations)
     pred = walk[test] + model.predict_many(np.ascontiguousarray(feats[test]))
     walk_err = _errors(walk[test], realized[test])
     ticker_walk = walk[test] + feats[test, FEATURE_NAMES.index("ticker_walk_bps")]
@@ -726,8 +819,10 @@ def _evaluate(tr: _Tracker, cfg: EvalConfig) -> tuple[dict[str, Any], SlippageMo
         n_train=int(train.sum()),
         n_test=int(test.sum()),
         model_fitted=fitted,
-        model_selected="ridge" if ridge is not None else "walk",
-        ridge=ridge,
+        model_selected="ridge" if choice is not None else "walk",
+        ridge=ridge if choice is not None else None,
+        feature_set=choice.features if choice is not None else None,
+        shrinkage=choice.shrinkage if choice is not None else 0.0,
         mean_realized_bps=float(np.mean(realized[test])) if test.any() else math.nan,
         walk=walk_err,
         walk_book_ticker=_errors(ticker_walk, realized[test]),
