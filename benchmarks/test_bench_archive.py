@@ -5,9 +5,14 @@ Groups (each with a same-run reference):
 * ``archive-copy``: rows/s into the partitioned ``trades`` table (natural-key primary key,
   logged) from prebuilt PGCOPY buffers (``_ext``), the whole idempotent ``Archive.insert``
   path including building the buffer, and psycopg's ``executemany`` INSERT as reference.
-  A COPY into an unindexed table shows what the key index costs.
-* ``archive-replay``: rows/s of ``Archive.read_trades`` (binary COPY out decoded by numpy)
-  against a plain ``fetchall`` into a numpy array.
+  A COPY into an unindexed table shows what the key index costs; two connections each
+  COPYing another instrument's half at once show what two persist workers reach.
+* ``archive-replay``: rows/s of ``Archive.read_trades`` (binary COPY out decoded by numpy),
+  the same with the window split over ``read_connections=2``, and a plain ``fetchall``
+  into a numpy array.
+
+Besides wall time, ``extra_info`` has the server backends' CPU seconds of the best round
+(from ``/proc``; the machine is shared, so CPU per row is the steadier A/B figure).
 
 Skipped when PostgreSQL does not answer on ``PGHOST``/``PGPORT`` (default 127.0.0.1:5432).
 """
@@ -15,8 +20,10 @@ Skipped when PostgreSQL does not answer on ``PGHOST``/``PGPORT`` (default 127.0.
 from __future__ import annotations
 
 import os
+import threading
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import numpy as np
 import pytest
@@ -78,11 +85,44 @@ def trades(n: int, inst: int = 1, t0: int = NOW - 3 * 3600 * SEC) -> np.ndarray:
     return r
 
 
-def _rate(benchmark, rows: int) -> None:
+def _rate(benchmark, rows: int, cpu: list[tuple[float, float]] | None = None) -> None:
     best = benchmark.stats.stats.min
     benchmark.extra_info["rows"] = rows
     benchmark.extra_info["M rows/s (best)"] = round(rows / best / 1e6, 3)
     benchmark.extra_info["ns per row (best)"] = round(best / rows * 1e9, 1)
+    server = [s for s, _ in cpu or [] if s == s]  # drop NaN (a connection opened mid-round)
+    if server:
+        benchmark.extra_info["server cpu s (min)"] = round(min(server), 2)
+        benchmark.extra_info["client cpu s (min)"] = round(min(c for _, c in cpu or []), 2)
+
+
+def _backend_cpu(pids: list[int]) -> float:
+    """CPU seconds (user + system) the server backends ``pids`` used so far (same host)."""
+    total = 0.0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            return float("nan")
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
+def _cpu_timed(
+    fn: Callable[[], object], pids: Callable[[], list[int]], out: list[tuple[float, float]]
+):
+    """Wrap ``fn`` to append (server backends' CPU s, this process's CPU s) per call."""
+
+    def run() -> object:
+        p = pids()
+        s0, c0 = _backend_cpu(p), time.process_time()
+        res = fn()
+        client = time.process_time() - c0
+        out.append((_backend_cpu(pids()) - s0 if pids() == p else float("nan"), client))
+        return res
+
+    return run
 
 
 def _truncate(archive: Archive, table: str = "trades") -> None:
@@ -102,8 +142,43 @@ def test_copy_prebuilt_buffer_ext(benchmark, archive):
         with archive.connection.transaction():
             archive._copy("trades", spec, rows)
 
-    benchmark.pedantic(run, setup=lambda: _truncate(archive), rounds=3, iterations=1)
-    _rate(benchmark, N_COPY)
+    cpu: list[tuple[float, float]] = []
+    pids = lambda: [archive.connection.info.backend_pid]  # noqa: E731
+    benchmark.pedantic(
+        _cpu_timed(run, pids, cpu), setup=lambda: _truncate(archive), rounds=3, iterations=1
+    )
+    _rate(benchmark, N_COPY, cpu)
+    assert archive.connection.execute("SELECT count(*) FROM trades").fetchone()[0] == N_COPY
+
+
+@pytest.mark.benchmark(group="archive-copy")
+def test_copy_two_connections_ext(benchmark, archive, dsn):
+    """Two connections COPY another instrument's 500 k rows each at once (2 persist workers)."""
+    spec = TABLES["trades"]
+    halves = [build_copy_payload(spec, trades(N_COPY // 2, inst=i)) for i in (1, 2)]
+    with Archive(dsn, ArchiveSettings(timescale="off"), clock=lambda: NOW) as other:
+        archives = (archive, other)
+
+        def copy(a: Archive, rows: np.ndarray) -> None:
+            with a.connection.transaction():
+                a._copy("trades", spec, rows)
+
+        def run() -> None:
+            threads = [
+                threading.Thread(target=copy, args=(a, r))
+                for a, r in zip(archives, halves, strict=True)
+            ]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+
+        cpu: list[tuple[float, float]] = []
+        pids = lambda: [a.connection.info.backend_pid for a in archives]  # noqa: E731
+        benchmark.pedantic(
+            _cpu_timed(run, pids, cpu), setup=lambda: _truncate(archive), rounds=3, iterations=1
+        )
+    _rate(benchmark, N_COPY, cpu)
     assert archive.connection.execute("SELECT count(*) FROM trades").fetchone()[0] == N_COPY
 
 
@@ -130,10 +205,15 @@ def test_copy_prebuilt_buffer_unindexed_peer(benchmark, archive):
         with archive.connection.transaction():
             archive._copy("trades_noidx", spec, rows)
 
+    cpu: list[tuple[float, float]] = []
+    pids = lambda: [archive.connection.info.backend_pid]  # noqa: E731
     benchmark.pedantic(
-        run, setup=lambda: _truncate(archive, "trades_noidx"), rounds=3, iterations=1
+        _cpu_timed(run, pids, cpu),
+        setup=lambda: _truncate(archive, "trades_noidx"),
+        rounds=3,
+        iterations=1,
     )
-    _rate(benchmark, N_COPY)
+    _rate(benchmark, N_COPY, cpu)
 
 
 @pytest.mark.benchmark(group="archive-copy")
@@ -170,16 +250,37 @@ def replay_data(archive: Archive) -> np.ndarray:
     return recs
 
 
-@pytest.mark.benchmark(group="archive-replay")
-def test_replay_trades_ext(benchmark, archive, replay_data):
+def _replay(benchmark, a: Archive, want: np.ndarray) -> None:
     start, end = NOW - 4 * 3600 * SEC, NOW
+    sizes: list[int] = []
 
     def run() -> int:
-        return sum(len(b) for b in archive.read_trades([3], start, end, window_ns=4 * 3600 * SEC))
+        sizes.clear()
+        for b in a.read_trades([3], start, end, window_ns=4 * 3600 * SEC):
+            sizes.append(len(b))
+            last = b
+        assert last.tobytes() == want[-len(last) :].tobytes()
+        return sum(sizes)
 
-    got = benchmark.pedantic(run, rounds=5, iterations=1, warmup_rounds=1)
+    cpu: list[tuple[float, float]] = []
+    pids = lambda: [c.info.backend_pid for c in (a.connection, *a._aux) if c is not None]  # noqa: E731
+    got = benchmark.pedantic(_cpu_timed(run, pids, cpu), rounds=5, iterations=1, warmup_rounds=1)
     assert got == N_REPLAY
-    _rate(benchmark, N_REPLAY)
+    _rate(benchmark, N_REPLAY, cpu)
+
+
+@pytest.mark.benchmark(group="archive-replay")
+def test_replay_trades_ext(benchmark, archive, replay_data):
+    assert archive.settings.read_connections == 1
+    _replay(benchmark, archive, replay_data)
+
+
+@pytest.mark.benchmark(group="archive-replay")
+def test_replay_trades_two_connections_ext(benchmark, dsn, replay_data):
+    """The window split into 2 time slices read at once on 2 connections."""
+    settings = ArchiveSettings(timescale="off", read_connections=2)
+    with Archive(dsn, settings, clock=lambda: NOW) as two:
+        _replay(benchmark, two, replay_data)
 
 
 @pytest.mark.benchmark(group="archive-replay")

@@ -28,7 +28,8 @@ archive per thread or worker process) and does:
   :meth:`Archive.refresh_bars`.
 * **Replay** (:meth:`Archive.read`, :meth:`Archive.read_trades`, :meth:`Archive.read_deltas`):
   ``COPY (SELECT ...) TO STDOUT (FORMAT BINARY)`` decoded with one ``numpy.frombuffer``,
-  yielding record batches in exchange-time order.
+  yielding record batches in exchange-time order; with ``read_connections > 1`` a long
+  window is read as consecutive time slices on that many connections at once.
 * **Coverage** (:meth:`Archive.coverage`): complete windows and gaps per instrument from the
   completeness ledger.
 
@@ -39,10 +40,14 @@ Errors: an unreachable server raises :class:`~orchestrator.errors.ServiceUnavail
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
+import select
 import struct
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal, Self
@@ -98,6 +103,8 @@ COPY_SIGNATURE = b"PGCOPY\n\xff\r\n\x00"
 COPY_HEADER = COPY_SIGNATURE + struct.pack(">ii", 0, 0)
 COPY_TRAILER = struct.pack(">h", -1)
 _COPY_CHUNK = 1 << 20
+#: A replay window at least this long is split across ``read_connections`` connections.
+PARALLEL_READ_MIN_NS = 600 * 10**9
 
 #: Advisory lock keys (arbitrary constants, one per critical section).
 MIGRATE_LOCK = 0x534C_5053_4D49_4752  # "SLPSMIGR"
@@ -147,6 +154,13 @@ class ArchiveSettings:
         A batch spanning more days is refused (usually a unit mistake in the stamps).
     batch_key_days
         ``ingest_batches`` rows older than this are pruned by :meth:`Archive.retention`.
+    read_connections
+        Connections one replay read uses: with more than 1, a window of at least
+        :data:`PARALLEL_READ_MIN_NS` is split into this many consecutive time slices read
+        concurrently on their own connections. It pays off when the server has idle
+        cores (e.g. a separate database host); with server and client sharing 2 cores
+        the single stream already keeps both busy and slicing only adds CPU (see
+        ``docs/archive.md``), hence the default 1.
     """
 
     timescale: Literal["auto", "off", "require"] = "auto"
@@ -157,6 +171,7 @@ class ArchiveSettings:
     bars_refresh_days: int = 2
     max_batch_days: int = 31
     batch_key_days: int = 7
+    read_connections: int = 1
 
     def __post_init__(self) -> None:
         if self.timescale not in ("auto", "off", "require"):
@@ -164,6 +179,8 @@ class ArchiveSettings:
         for name in ("chunk_days", "bars_refresh_days", "max_batch_days", "batch_key_days"):
             if getattr(self, name) < 1:
                 raise ArchiveError(f"{name} must be >= 1, was {getattr(self, name)}")
+        if not 1 <= self.read_connections <= 8:
+            raise ArchiveError(f"read_connections must be 1..8, was {self.read_connections}")
         if self.ahead_days < 0:
             raise ArchiveError(f"ahead_days must be >= 0, was {self.ahead_days}")
         for table, days in self.retention_days.items():
@@ -272,9 +289,10 @@ _TEMPLATES: dict[str, npt.NDArray[np.void]] = {
 def build_copy_payload(spec: TableSpec, records: npt.NDArray[np.void]) -> npt.NDArray[np.uint8]:
     """PGCOPY binary rows (no header/trailer) for ``records`` into ``spec``'s columns.
 
-    One vectorized pass fills the constant field-count/length words, then one pass per
-    column converts the record field to big-endian (``ts`` = ``exch_ns`` floored to
-    microseconds, relative to 2000-01-01).
+    The constant field-count/length words are broadcast from a template row, then one
+    structured assignment (fields matched by position) converts every record column to
+    big-endian at once; ``ts`` is ``exch_ns`` floored to microseconds, relative to
+    2000-01-01.
 
     Returns
     -------
@@ -283,19 +301,15 @@ def build_copy_payload(spec: TableSpec, records: npt.NDArray[np.void]) -> npt.ND
         bytes, ``COPY_TRAILER``.
     """
     tmpl = _TEMPLATES[spec.name]
-    dt = tmpl.dtype
     n = len(records)
-    rows = np.empty((n, dt.itemsize), dtype=np.uint8)
-    rows[...] = tmpl.view(np.uint8)
+    out = np.empty(n, dtype=tmpl.dtype)
+    out[...] = tmpl[0]
+    plain = [c for c in spec.columns if c.source != "@ts"]
+    out[[c.name for c in plain]] = records[[c.source for c in plain]]
     for col in spec.columns:
-        sub, off = dt.fields[col.name][:2]  # type: ignore[index]
         if col.source == "@ts":
-            value = records["exch_ns"] // 1000 - PG_EPOCH_US
-        else:
-            value = records[col.source]
-        width = sub.itemsize
-        rows[:, off : off + width] = value.astype(sub).view(np.uint8).reshape(n, width)
-    return rows
+            out[col.name] = records["exch_ns"] // 1000 - PG_EPOCH_US
+    return out.view(np.uint8).reshape(n, tmpl.dtype.itemsize)
 
 
 def decode_copy_payload(
@@ -319,7 +333,11 @@ def decode_copy_payload(
     head = len(COPY_HEADER)
     if len(mv) < head + 2 or bytes(mv[: len(COPY_SIGNATURE)]) != COPY_SIGNATURE:
         raise ArchiveError("COPY output lacks the PGCOPY signature")
-    (ext_len,) = struct.unpack_from(">i", mv, len(COPY_SIGNATURE) + 4)
+    flags, ext_len = struct.unpack_from(">ii", mv, len(COPY_SIGNATURE))
+    if flags & 0x1FFFF or ext_len < 0:  # bits 0-15 critical, bit 16 = OIDs included
+        raise ArchiveError(
+            f"COPY output has unsupported header flags {flags:#x} or extension length {ext_len}"
+        )
     head += ext_len
     body = len(mv) - head - 2
     if body < 0 or body % dt.itemsize or bytes(mv[-2:]) != COPY_TRAILER:
@@ -414,6 +432,68 @@ def connect(dsn: str, timeout: float = 5.0) -> psycopg.Connection[Any]:
         raise ArchiveError(f"invalid PostgreSQL DSN {redact_url(dsn)!r}: {exc}") from None
 
 
+def _read_session(conn: psycopg.Connection[Any]) -> None:
+    """Session settings for replay reads.
+
+    ``synchronize_seqscans = off``: a sequential scan of a table larger than a quarter of
+    ``shared_buffers`` otherwise starts where another (or the previous) scan of it is,
+    so rows come back rotated, not in insertion (≈ exchange-time) order, and every replay
+    window needs a full sort on the client.
+    """
+    conn.execute("SET synchronize_seqscans = off")
+
+
+def _wait_readable(pg: Any) -> None:
+    """Block (GIL released) until the server sent something, then read it into libpq."""
+    select.select([pg.socket], [], [])
+    pg.consume_input()
+
+
+def _drain_copy(conn: psycopg.Connection[Any], query: bytes, what: str, dsn: str) -> bytearray:
+    """Run ``COPY ... TO STDOUT`` on ``conn`` and return the whole stream (header to trailer).
+
+    libpq hands over one CopyData message (one row) per call; its non-blocking form is used
+    so a thread waiting for the server releases the GIL (slices of one replay are read
+    concurrently). Raises :class:`ArchiveError` on a server error, or
+    :class:`~orchestrator.errors.ServiceUnavailableError` if the connection is lost.
+    """
+    pq = psycopg.pq
+    pg = conn.pgconn
+    pg.send_query(query)
+    while pg.is_busy():
+        _wait_readable(pg)
+    res = pg.get_result()
+    if res is None or res.status != pq.ExecStatus.COPY_OUT:
+        msg = res.error_message.decode(errors="replace") if res is not None else ""
+        while pg.get_result() is not None:
+            pass
+        if pg.status != pq.ConnStatus.OK:
+            raise _unreachable(dsn, ConnectionError("connection lost"))
+        raise ArchiveError(f"{what} failed: {msg.strip()}")
+    buf = bytearray()
+    get = pg.get_copy_data
+    extend = buf.extend
+    while True:
+        nbytes, chunk = get(1)
+        if nbytes > 0:
+            extend(chunk)
+        elif nbytes == 0:
+            _wait_readable(pg)
+        else:
+            break
+    while pg.is_busy():
+        _wait_readable(pg)
+    res = pg.get_result()
+    while pg.get_result() is not None:
+        pass
+    if nbytes == -2 or res is None or res.status != pq.ExecStatus.COMMAND_OK:
+        if pg.status != pq.ConnStatus.OK:
+            raise _unreachable(dsn, ConnectionError("connection lost"))
+        msg = res.error_message.decode(errors="replace") if res is not None else ""
+        raise ArchiveError(f"{what} failed: {msg.strip()}")
+    return buf
+
+
 # ------------------------------------------------------------------- the archive
 
 
@@ -448,14 +528,28 @@ class Archive:
         self.dsn = dsn
         self._clock = clock
         self.settings = settings or ArchiveSettings()
+        self._timeout = timeout
         self._conn = connect(dsn, timeout)
+        with self._guard("configuring the session"):
+            _read_session(self._conn)
         self._variant: Variant | None = None
         self._parts: dict[str, set[int]] = {}
+        #: Extra replay connections (``read_connections - 1``, opened on first use).
+        self._aux: list[psycopg.Connection[Any] | None] = []
+        self._pool: ThreadPoolExecutor | None = None
+        self._read_lock = threading.Lock()
 
     # -- lifecycle -------------------------------------------------------------------
 
     def close(self) -> None:
-        """Close the connection."""
+        """Close the connections (and the replay read threads)."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
+        for conn in self._aux:
+            if conn is not None:
+                conn.close()
+        self._aux.clear()
         self._conn.close()
 
     def __enter__(self) -> Self:
@@ -470,16 +564,16 @@ class Archive:
         return self._conn
 
     @contextlib.contextmanager
-    def _guard(self, what: str) -> Iterator[None]:
-        """Map driver errors: lost server -> ServiceUnavailableError, others -> ArchiveError."""
+    def _guard(self, what: str, conn: psycopg.Connection[Any] | None = None) -> Iterator[None]:
+        """Map driver errors: lost server -> ServiceUnavailableError, others -> ArchiveError.
+
+        ``conn`` is the connection the block uses (default: the archive's own).
+        """
+        c = self._conn if conn is None else conn
         try:
             yield
-        except psycopg.OperationalError as exc:
-            if self._conn.closed or self._conn.broken:
-                raise _unreachable(self.dsn, exc) from None
-            raise ArchiveError(f"{what} failed: {_server_message(exc)}") from None
         except psycopg.Error as exc:
-            if self._conn.closed or self._conn.broken:
+            if c.closed or c.broken or c.pgconn.status != psycopg.pq.ConnStatus.OK:
                 raise _unreachable(self.dsn, exc) from None
             raise ArchiveError(f"{what} failed: {_server_message(exc)}") from None
 
@@ -988,47 +1082,97 @@ class Archive:
 
     # -- replay ----------------------------------------------------------------------
 
+    def _reader(self, i: int) -> psycopg.Connection[Any]:
+        """Return the connection of replay slice ``i`` (0: the archive's own; others lazily)."""
+        if i == 0:
+            return self._conn
+        while len(self._aux) < i:
+            self._aux.append(None)
+        conn = self._aux[i - 1]
+        if conn is None or conn.closed or conn.pgconn.status != psycopg.pq.ConnStatus.OK:
+            if conn is not None:
+                conn.close()
+            self._aux[i - 1] = None
+            conn = connect(self.dsn, self._timeout)
+            with self._guard("configuring a read connection", conn):
+                _read_session(conn)
+            self._aux[i - 1] = conn
+        return conn
+
     def _copy_out(self, spec: TableSpec, where: sql.Composable) -> npt.NDArray[np.void]:
-        """Rows of ``spec`` matching ``where`` as records, sorted by :func:`_sort_key`."""
+        """Rows of ``spec`` matching ``where`` as records, in replay order (:func:`_sorted`)."""
+        return self._copy_out_slices(spec, [where])
+
+    def _copy_out_slices(
+        self, spec: TableSpec, wheres: Sequence[sql.Composable]
+    ) -> npt.NDArray[np.void]:
+        """Rows of ``spec`` matching each of ``wheres`` (consecutive exchange-time slices).
+
+        Slice ``i`` is read on connection ``i`` (:meth:`_reader`), the others in the read
+        pool's threads while this thread reads slice 0; the slices are concatenated in
+        order and put in replay order (:func:`_sorted`).
+        """
         cols = [c for c in spec.columns if c.source != "@ts"]
-        query = sql.SQL("COPY (SELECT {} FROM {} WHERE {}) TO STDOUT (FORMAT BINARY)").format(
-            sql.SQL(", ").join(sql.Identifier(c.name) for c in cols),
-            sql.Identifier(spec.name),
-            where,
-        )
-        text = query.as_string(self._conn).encode()
-        pg = self._conn.pgconn
-        buf = bytearray()
-        with self._guard(f"reading {spec.name}"):
-            if self._conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
-                raise ArchiveError("replay reads need an idle connection (no open transaction)")
-            pg.send_query(text)
-            res = pg.get_result()
-            if res is None or res.status != psycopg.pq.ExecStatus.COPY_OUT:
-                msg = res.error_message.decode(errors="replace") if res is not None else ""
-                while pg.get_result() is not None:
-                    pass
-                raise ArchiveError(f"reading {spec.name} failed: {msg.strip()}")
-            get = pg.get_copy_data
-            extend = buf.extend
-            while True:
-                nbytes, chunk = get(0)
-                if nbytes < 0:
-                    break
-                extend(chunk)
-            res = pg.get_result()
-            while pg.get_result() is not None:
-                pass
-            if nbytes == -2 or res is None or res.status != psycopg.pq.ExecStatus.COMMAND_OK:
-                if pg.status != psycopg.pq.ConnStatus.OK:
-                    raise _unreachable(self.dsn, ConnectionError("connection lost"))
-                msg = res.error_message.decode(errors="replace") if res is not None else ""
-                raise ArchiveError(f"reading {spec.name} failed: {msg.strip()}")
-        be = decode_copy_payload(buf, [(c.name, c.pg_type) for c in cols])
-        out = np.zeros(len(be), dtype=DTYPES[spec.kind])
-        for c in cols:
-            out[c.source] = be[c.name]
-        return _sorted(spec, out)
+        fields = [(c.name, c.pg_type) for c in cols]
+        names = [c.name for c in cols]
+        rec = DTYPES[spec.kind]
+        # the record dtype's column fields only (padding left out), in COPY column order
+        layout: dict[str, Any] = {
+            "names": names,
+            "formats": [rec.fields[c.source][0] for c in cols],  # type: ignore[index]
+            "offsets": [rec.fields[c.source][1] for c in cols],  # type: ignore[index]
+            "itemsize": rec.itemsize,
+        }
+        target = np.dtype(layout)  # type: ignore[call-overload]
+        what = f"reading {spec.name}"
+        texts = [
+            sql.SQL("COPY (SELECT {} FROM {} WHERE {}) TO STDOUT (FORMAT BINARY)")
+            .format(
+                sql.SQL(", ").join(sql.Identifier(c.name) for c in cols),
+                sql.Identifier(spec.name),
+                where,
+            )
+            .as_string(self._conn)
+            .encode()
+            for where in wheres
+        ]
+        if self._conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+            raise ArchiveError("replay reads need an idle connection (no open transaction)")
+
+        def one(i: int, conn: psycopg.Connection[Any]) -> npt.NDArray[np.void]:
+            with self._guard(what, conn):
+                buf = _drain_copy(conn, texts[i], what, self.dsn)
+            be = decode_copy_payload(buf, fields)
+            out = np.zeros(len(be), dtype=DTYPES[spec.kind])
+            out.view(target)[...] = be[names]  # one structured cast: by position, swaps bytes
+            return out
+
+        if len(texts) == 1:
+            return _sorted(spec, one(0, self._conn))
+        with self._read_lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(
+                    max_workers=self.settings.read_connections - 1,
+                    thread_name_prefix="archive-read",
+                )
+            conns = [self._reader(i) for i in range(len(texts))]
+            futures: list[Future[npt.NDArray[np.void]]] = [
+                self._pool.submit(one, i, conns[i]) for i in range(1, len(texts))
+            ]
+            parts: list[npt.NDArray[np.void]] = []
+            error: BaseException | None = None
+            try:
+                parts.append(one(0, conns[0]))
+            except BaseException as exc:  # wait for the other slices before raising
+                error = exc
+            for fut in futures:  # every slice finishes before its connection is reused
+                try:
+                    parts.append(fut.result())
+                except BaseException as exc:
+                    error = error or exc
+            if error is not None:
+                raise error
+        return _sorted(spec, np.concatenate(parts))
 
     def read(
         self,
@@ -1066,20 +1210,27 @@ class Archive:
         ids = sorted({int(i) for i in instruments})
         if not ids or end_ns <= start_ns:
             return
+        k = self.settings.read_connections
         t = start_ns
         while t < end_ns:
             u = min(end_ns, t + window_ns)
-            where = sql.SQL(
-                "instrument = ANY({}::int4[]) AND ts >= {} AND ts <= {} "
-                "AND exch_ns >= {} AND exch_ns < {}"
-            ).format(
-                sql.Literal(ids),
-                sql.Literal(_ns_to_dt(t)),
-                sql.Literal(_ns_to_dt(u - 1)),
-                sql.Literal(t),
-                sql.Literal(u),
-            )
-            arr = self._copy_out(spec, where)
+            # consecutive time slices, read concurrently (one per connection)
+            n = k if u - t >= max(PARALLEL_READ_MIN_NS, k) else 1
+            cuts = [t + (u - t) * i // n for i in range(n + 1)]
+            wheres = [
+                sql.SQL(
+                    "instrument = ANY({}::int4[]) AND ts >= {} AND ts <= {} "
+                    "AND exch_ns >= {} AND exch_ns < {}"
+                ).format(
+                    sql.Literal(ids),
+                    sql.Literal(_ns_to_dt(a)),
+                    sql.Literal(_ns_to_dt(b - 1)),
+                    sql.Literal(a),
+                    sql.Literal(b),
+                )
+                for a, b in itertools.pairwise(cuts)
+            ]
+            arr = self._copy_out_slices(spec, wheres)
             for off in range(0, len(arr), chunk_rows):
                 yield arr[off : off + chunk_rows]
             t = u

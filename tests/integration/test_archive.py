@@ -8,6 +8,7 @@ Each test gets a throwaway database (``pg_dsn``). The plain-PostgreSQL variant i
 from __future__ import annotations
 
 import socket
+import struct
 import subprocess
 import sys
 import threading
@@ -19,12 +20,18 @@ import psycopg
 import pytest
 
 from orchestrator.data.archive import (
+    COPY_HEADER,
+    COPY_SIGNATURE,
+    COPY_TRAILER,
     NS_PER_DAY,
     Archive,
     ArchiveError,
     ArchiveSettings,
+    build_copy_payload,
+    decode_copy_payload,
     migrate,
 )
+from orchestrator.data.migrations import TABLES
 from orchestrator.data.records import (
     ASK,
     BID,
@@ -397,6 +404,81 @@ def test_replay_deltas_and_nearest_snapshot(archive):
     assert archive.read_snapshot(5, t0 + 499).tobytes() == s[:3].tobytes()
     assert archive.read_snapshot(5, NOW).tobytes() == s[3:].tobytes()
     assert len(archive.read_snapshot(5, t0)) == 0
+
+
+def test_replay_in_parallel_slices_equals_one_connection(pg_dsn, archive):
+    t0 = NOW - 2 * 3600 * SEC
+    rng = np.random.default_rng(11)
+    parts = []
+    for inst in (1, 2):
+        r = make_trades(30_000, inst, 1, t0, seed=inst, first_id=10**6 * inst)
+        r["exch_ns"] = t0 + np.sort(rng.integers(0, 2 * 3600 * SEC, len(r)))
+        parts.append(r)
+    everything = np.concatenate(parts)
+    archive.insert(everything[rng.permutation(len(everything))])
+    want = everything[
+        np.lexsort((everything["trade_id"], everything["inst"], everything["exch_ns"]))
+    ]
+    # a slice boundary falls between rows of one nanosecond: nothing lost or repeated
+    cut = int(want["exch_ns"][len(want) // 2])
+    for k in (2, 3):
+        settings = ArchiveSettings(timescale="off", read_connections=k)
+        with Archive(pg_dsn, settings, clock=lambda: NOW) as a:
+            for start, window in (
+                (t0, 2 * 3600 * SEC),
+                (t0, 1200 * SEC),
+                (cut - 600 * SEC, 1200 * SEC),
+            ):
+                end = min(NOW, start + 2 * 3600 * SEC)
+                got = list(a.read_trades([1, 2], start, end, window_ns=window, chunk_rows=7000))
+                assert all(len(b) <= 7000 for b in got)
+                m = (want["exch_ns"] >= start) & (want["exch_ns"] < end)
+                assert np.concatenate(got).tobytes() == want[m].tobytes(), (k, start, window)
+            assert len([c for c in a._aux if c is not None]) == k - 1
+            # a read connection killed between reads: that read fails as an outage, the
+            # next one reconnects
+            victim = a._aux[0]
+            assert victim is not None
+            with psycopg.connect(pg_dsn, autocommit=True) as admin:
+                admin.execute("SELECT pg_terminate_backend(%s)", (victim.info.backend_pid,))
+            time.sleep(0.2)
+            with pytest.raises(ServiceUnavailableError, match="not reachable"):
+                list(a.read_trades([1, 2], t0, NOW))
+            again = np.concatenate(list(a.read_trades([1, 2], t0, NOW)))
+            assert again.tobytes() == want.tobytes()
+        assert victim.closed
+
+
+def test_copy_output_decoder_checks_header_and_every_length():
+    spec = TABLES["trades"]
+    cols = [(c.name, c.pg_type) for c in spec.columns]
+    recs = make_trades(4, 1, 1, NOW)
+    rows = build_copy_payload(spec, recs).tobytes()
+    want = decode_copy_payload(COPY_HEADER + rows + COPY_TRAILER, cols)
+    # a header extension area (allowed by the format) is skipped
+    ext = COPY_SIGNATURE + struct.pack(">ii", 0, 5) + b"12345"
+    got = decode_copy_payload(ext + rows + COPY_TRAILER, cols)
+    assert got.tobytes() == want.tobytes() and len(got) == 4
+    assert len(decode_copy_payload(COPY_HEADER + COPY_TRAILER, cols)) == 0
+    with pytest.raises(ArchiveError, match="header flags"):  # OIDs included
+        decode_copy_payload(COPY_SIGNATURE + struct.pack(">ii", 1 << 16, 0) + rows, cols)
+    with pytest.raises(ArchiveError, match="extension length"):
+        decode_copy_payload(COPY_SIGNATURE + struct.pack(">ii", 0, -4) + rows, cols)
+    row = len(rows) // 4
+    # a NULL (-1, no data) in the last field of row 2, padded so the length still fits
+    null = bytearray(rows)
+    last_len = row - 2 - 4  # offset of the last field's length word in a row (int2 field)
+    struct.pack_into(">i", null, row + last_len, -1)
+    with pytest.raises(ArchiveError, match="framing"):
+        decode_copy_payload(COPY_HEADER + bytes(null) + COPY_TRAILER, cols)
+    wrong = bytearray(rows)
+    struct.pack_into(">i", wrong, 3 * row + 2, 4)  # ts announced as 4 bytes
+    with pytest.raises(ArchiveError, match="framing"):
+        decode_copy_payload(COPY_HEADER + bytes(wrong) + COPY_TRAILER, cols)
+    with pytest.raises(ArchiveError, match="whole rows"):  # no trailer
+        decode_copy_payload(COPY_HEADER + rows, cols)
+    with pytest.raises(ArchiveError, match="whole rows"):  # truncated mid-row
+        decode_copy_payload(COPY_HEADER + rows[:-7] + COPY_TRAILER, cols)
 
 
 def test_registry_persisted_and_shared(pg_dsn, archive):
