@@ -12,6 +12,7 @@ class BinanceFeed(Feed):
         trade_capacity: int = 65536,
         max_pending: int = 100000,
         book_capacity: int = 64,
+        delta_capacity: int = 0,
     ) -> None: ...
     def on_frame(self, frame: bytes | bytearray | memoryview, recv_ns: int = 0) -> int: ...
     def on_snapshot(

@@ -23,6 +23,8 @@ from ext.feed cimport (
     HELD_CAP,
     K_BOOK,
     K_TRADE,
+    D_LAST,
+    D_SNAPSHOT,
     R_BUFFERED,
     R_CHECKSUM,
     R_CROSSED,
@@ -79,15 +81,23 @@ cdef class BinanceFeed(Feed):
     max_pending : int
         Diffs buffered per symbol while waiting for a snapshot (older ones are dropped
         and counted).
+    book_capacity : int
+        Initial levels per side of each book.
+    delta_capacity : int
+        Book delta records held until :meth:`drain_deltas` (0: none recorded). A diff's
+        records carry its ``T`` (futures) or ``E`` and ``seq = u``; a snapshot's are
+        stamped no later than the first diff it bridges, with ``seq = lastUpdateId``.
     """
 
     cdef bint futures
 
     def __init__(self, str market="spot", Py_ssize_t trade_capacity=65536,
-                 Py_ssize_t max_pending=100000, Py_ssize_t book_capacity=64):
+                 Py_ssize_t max_pending=100000, Py_ssize_t book_capacity=64,
+                 Py_ssize_t delta_capacity=0):
         if market not in ("spot", "usdm", "coinm"):
             raise ValueError(f"market must be spot, usdm or coinm, was {market!r}")
-        Feed.__init__(self, "binance", market, trade_capacity, max_pending, book_capacity)
+        Feed.__init__(self, "binance", market, trade_capacity, max_pending, book_capacity,
+                      delta_capacity)
         self.futures = market != "spot"
 
     def on_frame(self, frame not None, int64_t recv_ns=0) -> int:
@@ -181,6 +191,7 @@ cdef class BinanceFeed(Feed):
                 if not gated:
                     sym = string_body(s)
                     idx = self._depth_index(sym)
+                    self._msg_ns = (tt if tt else exch) * 1000000
                     code = self._depth_arrival(idx, frame, U)
                     if code != R_UPDATE:
                         return code
@@ -275,6 +286,7 @@ cdef class BinanceFeed(Feed):
             if self.futures and not has_pu:
                 raise self._error("futures depthUpdate without pu", data.start)
             idx = self._depth_index(string_body(s))
+            self._msg_ns = (tt if tt else exch) * 1000000
             code = self._depth_arrival(idx, frame, U)
             if code != R_UPDATE:
                 return code
@@ -308,8 +320,10 @@ cdef class BinanceFeed(Feed):
     cdef int _depth_arrival(self, int idx, object frame, int64_t U) except -1:
         """Count a diff; buffer it (``R_BUFFERED``) while the book waits for a snapshot."""
         cdef Inst* it = &self._inst[idx]
+        self._nd = self._dmark                  # a new message: drop unfinished records
         if not self._replaying:
             it.messages += 1
+            it.last_ts = self._msg_ns
         if it.state != ST_WAIT:
             return R_UPDATE
         self._buffer(idx, frame, U)
@@ -366,6 +380,7 @@ cdef class BinanceFeed(Feed):
         res = self._after_apply(idx, book)
         if it.held_n and self._release_held(idx, u) == R_TICKER_MISMATCH and res == R_UPDATE:
             res = R_TICKER_MISMATCH
+        self._deltas_end(idx, book, res != R_CROSSED, u)
         return res
 
     cdef int _apply_depth(self, int idx, OrderBook book, int64_t U, int64_t u, int64_t pu,
@@ -483,6 +498,7 @@ cdef class BinanceFeed(Feed):
         cdef int r, idx, res = R_SNAPSHOT, code
         cdef Inst* it
         cdef OrderBook book
+        cdef Py_ssize_t g1
         if n == 0:
             raise FrameError("empty snapshot", self.venue, "depth", 0)
         self._p = &payload[0]
@@ -540,6 +556,9 @@ cdef class BinanceFeed(Feed):
             return R_CROSSED
         self._synced(idx, book)
         it.state = ST_BRIDGE
+        self._msg_ns = it.last_ts if it.last_ts else recv_ns
+        self._deltas_book(idx, book, L)
+        g1 = self._dmark
         self._pending[idx] = []
         first_error = None
         for _, raw in pending:
@@ -551,9 +570,29 @@ cdef class BinanceFeed(Feed):
                 continue
             if code == R_GAP or code == R_CROSSED or code == R_CHECKSUM:
                 res = R_GAP
+        self._stamp_bridged(idx, g1)
         if first_error is not None:
             raise first_error
         return res
+
+    cdef void _stamp_bridged(self, int idx, Py_ssize_t g1) noexcept:
+        """Re-stamp the snapshot group ending at ``g1`` 1 ns before the first diff it
+        bridged (records from ``g1`` on), so ordering by time keeps it first and its rows
+        never share a key ``(exch_ns, seq, side, price)`` with that diff's."""
+        cdef Py_ssize_t g0 = g1, i
+        cdef int64_t t
+        if not self._dcap or g1 == 0 or g1 >= self._dmark:
+            return
+        if not (self._dp[g1 - 1].flags & D_SNAPSHOT) or self._dp[g1 - 1].inst != idx:
+            return
+        t = self._dp[g1].exch_ns - 1           # strictly first, and never the diff's key
+        if t >= self._dp[g1 - 1].exch_ns:
+            return
+        while g0 > 0 and self._dp[g0 - 1].inst == idx and (self._dp[g0 - 1].flags & D_SNAPSHOT) \
+                and (g0 == g1 or not (self._dp[g0 - 1].flags & D_LAST)):
+            g0 -= 1
+        for i in range(g0, g1):
+            self._dp[i].exch_ns = t
 
     cdef int _replay(self, bytes raw) except -1:
         """Re-run a buffered diff (its arrival was already counted)."""

@@ -52,6 +52,22 @@ cdef packed struct TradeRec:
     int8_t size_scale
     uint8_t pad
 
+cdef enum:
+    D_SNAPSHOT = 1        # DeltaRec.flags: the level belongs to a whole-book dump
+    D_LAST = 2            # DeltaRec.flags: the last level of its venue message
+
+cdef packed struct DeltaRec:
+    int64_t exch_ns
+    int64_t recv_ns
+    int64_t seq
+    int64_t price
+    int64_t size
+    int32_t inst
+    int8_t side
+    uint8_t flags
+    int8_t price_scale
+    int8_t size_scale
+
 cdef struct HeldTicker:
     int64_t u
     int64_t bp
@@ -77,7 +93,8 @@ cdef struct Inst:
     int64_t snap_id            # Binance: lastUpdateId of the loaded snapshot
     int64_t stale_snapshots
     int64_t last_id            # Binance: last applied u; OKX: last seqId; trades: last id
-    int64_t last_ts            # OKX: ts of the last book message (duplicate detection)
+    int64_t last_ts            # OKX: ts (ms) of the last book message; Binance: its time (ns)
+    bint dbroken               # delta records of this book were lost: dump it next
     int64_t last_checksum
     bint has_last
     int64_t messages
@@ -128,6 +145,13 @@ cdef class Feed:
     cdef str _channel                 # channel name for errors (constants only)
     cdef Span _chan                   # OKX: channel in the frame, named only on error
     cdef bint _replaying
+    cdef object _deltas_arr           # book delta records (0 capacity: not recorded)
+    cdef DeltaRec* _dp
+    cdef Py_ssize_t _dcap
+    cdef Py_ssize_t _nd               # records written, the open message's included
+    cdef Py_ssize_t _dmark            # end of the records of finished messages
+    cdef int64_t _msg_ns              # venue time of the book message being handled
+    cdef readonly int64_t deltas_overflow
 
     cdef int _find(self, int kind, const unsigned char* a, Py_ssize_t alen,
                    const unsigned char* b, Py_ssize_t blen) noexcept
@@ -151,6 +175,8 @@ cdef class Feed:
     cdef int _check_trade_id(self, int idx, int64_t first_id, int64_t last_id) noexcept
     cdef int _after_apply(self, int idx, OrderBook book) noexcept
     cdef void _desync(self, int idx, OrderBook book) noexcept
+    cdef int _deltas_end(self, int idx, OrderBook book, bint keep, int64_t seq) noexcept
+    cdef int _deltas_book(self, int idx, OrderBook book, int64_t seq) noexcept
     cdef int _synced(self, int idx, OrderBook book) noexcept
 
 

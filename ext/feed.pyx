@@ -10,6 +10,14 @@ the instrument table (a C hash table, no Python object per message), counters, s
 handling, snapshot loading, trade records, crossed-book and checksum helpers, the result
 codes and :class:`FrameError`. The venue rules live in ``binance.pyx`` and ``okx.pyx``.
 
+Book deltas (``delta_capacity > 0``): every level a frame changes in a book is also
+written to a second preallocated buffer as a ``DELTA_DTYPE`` record, stamped when the
+message is accepted with its venue time, receive time and update id (the last level of a
+message carries ``DELTA_LAST``). A message the rules reject leaves no record. A snapshot
+(and a book whose records were lost to a full buffer) is written as the whole book, every
+level flagged ``DELTA_SNAPSHOT``: a consumer replaces its book with such a group. Replaying
+the records rebuilds every accepted book state exactly (``tests/ext/test_feed_deltas.py``).
+
 A frame that fails a check is reported by the return code, counted, and the instrument's
 book is marked out of sync (``OrderBook.in_sync`` false) until a new snapshot arrives. A
 book is never silently wrong.
@@ -29,13 +37,14 @@ import numpy as np
 
 from cpython.bytes cimport PyBytes_FromStringAndSize
 from cpython.mem cimport PyMem_Free, PyMem_Malloc
-from libc.stdint cimport int32_t, int64_t, uint32_t, uint64_t
+from libc.stdint cimport int8_t, int32_t, int64_t, uint32_t, uint64_t
 from libc.stdlib cimport free, malloc
 from libc.string cimport memcmp, memcpy, memset
 
 from ext.book cimport (
     BOOK_ASK,
     BOOK_BID,
+    BOOK_CHANGED,
     BOOK_EINVAL,
     BOOK_ENOMEM,
     BookSide,
@@ -95,6 +104,14 @@ TRADE_DTYPE = np.dtype([
     ("size", "<i8"), ("inst", "<i4"), ("side", "i1"), ("price_scale", "i1"),
     ("size_scale", "i1"), ("_pad", "u1"),
 ])
+
+DELTA_DTYPE = np.dtype([
+    ("exch_ns", "<i8"), ("recv_ns", "<i8"), ("seq", "<i8"), ("price", "<i8"),
+    ("size", "<i8"), ("inst", "<i4"), ("side", "i1"), ("flags", "u1"),
+    ("price_scale", "i1"), ("size_scale", "i1"),
+])
+DELTA_SNAPSHOT = D_SNAPSHOT
+DELTA_LAST = D_LAST
 
 
 class FrameError(ValueError):
@@ -437,9 +454,12 @@ cdef class Feed:
         free(self._keylen)
 
     def __init__(self, str venue, str market, Py_ssize_t trade_capacity=65536,
-                 Py_ssize_t max_pending=100000, Py_ssize_t book_capacity=64):
+                 Py_ssize_t max_pending=100000, Py_ssize_t book_capacity=64,
+                 Py_ssize_t delta_capacity=0):
         if trade_capacity < 1:
             raise ValueError(f"trade_capacity must be >= 1, was {trade_capacity}")
+        if delta_capacity < 0:
+            raise ValueError(f"delta_capacity must be >= 0, was {delta_capacity}")
         if max_pending < 0:
             raise ValueError(f"max_pending must be >= 0, was {max_pending}")
         self.venue = venue
@@ -449,6 +469,13 @@ cdef class Feed:
         self._trades_arr = np.empty(trade_capacity, dtype=TRADE_DTYPE)
         self._trades = self._trades_arr
         self._ntrades = 0
+        cdef DeltaRec[::1] dv
+        self._deltas_arr = np.zeros(max(delta_capacity, 1), dtype=DELTA_DTYPE)
+        dv = self._deltas_arr
+        self._dp = &dv[0]           # the array is kept alive by ``_deltas_arr``
+        self._dcap = delta_capacity
+        self._nd = 0
+        self._dmark = 0
 
     # ------------------------------------------------------------------ lookup
 
@@ -652,9 +679,12 @@ cdef class Feed:
                 price = self._decimal_body(idx, px, True)
                 size = self._decimal_body(idx, sz, False)
             st = _apply_near(book, side, price, size, &hint)
-            if st == BOOK_EINVAL:
+            if st == BOOK_CHANGED:
+                if self._dcap:
+                    _put_delta(self, it, idx, side, price, size)
+            elif st == BOOK_EINVAL:
                 raise self._error("level out of range (negative size or huge price)", px.start)
-            if st == BOOK_ENOMEM:
+            elif st == BOOK_ENOMEM:
                 raise MemoryError()
             if i + 2 < n and p[i + 1] == 44 and p[i + 2] == 91:
                 i += 2                              # "],[": the next level, no whitespace
@@ -788,6 +818,87 @@ cdef class Feed:
     cdef void _desync(self, int idx, OrderBook book) noexcept:
         self._inst[idx].state = ST_WAIT
         book.in_sync = False
+
+    cdef int _deltas_end(self, int idx, OrderBook book, bint keep, int64_t seq) noexcept:
+        """Close the delta records of the book message just handled.
+
+        ``keep``: the message was accepted, so its records get the message's venue time
+        (``_msg_ns``), receive time and ``seq``, and the last one ``D_LAST``; otherwise
+        they are discarded. A book whose records were lost is dumped whole instead.
+        """
+        cdef Inst* it = &self._inst[idx]
+        cdef DeltaRec* d
+        cdef Py_ssize_t i
+        if not self._dcap:
+            return 0
+        if not keep:
+            self._nd = self._dmark
+            return 0
+        if it.dbroken:
+            return self._deltas_book(idx, book, seq)
+        if self._nd > self._dmark:
+            for i in range(self._dmark, self._nd):
+                d = &self._dp[i]
+                d.exch_ns = self._msg_ns
+                d.recv_ns = self._recv_ns
+                d.seq = seq
+                d.flags = 0
+            self._dp[self._nd - 1].flags = D_LAST
+            self._dmark = self._nd
+        return 0
+
+    cdef int _deltas_book(self, int idx, OrderBook book, int64_t seq) noexcept:
+        """Write the whole book as one group flagged ``D_SNAPSHOT`` (the records of the
+        open message are replaced). An empty book is one record of size 0 (clear). If the
+        buffer cannot hold it, the book stays marked and is dumped after a later message.
+        """
+        cdef Inst* it = &self._inst[idx]
+        cdef const BookSide* s
+        cdef DeltaRec* d
+        cdef Py_ssize_t live, k, i, start
+        cdef int side
+        if not self._dcap:
+            return 0
+        self._nd = self._dmark
+        live = (book.sides[BOOK_BID].n - book.sides[BOOK_BID].dead
+                + book.sides[BOOK_ASK].n - book.sides[BOOK_ASK].dead)
+        if self._dmark + max(live, 1) > self._dcap:
+            if not it.dbroken:
+                it.dbroken = True
+                self.deltas_overflow += 1
+            return 0
+        k = self._dmark
+        for side in range(2):
+            s = &book.sides[side]
+            i = s.n - 1
+            while i >= 0:                   # best first
+                if s.sizes[i] != 0:
+                    d = &self._dp[k]
+                    d.price = -s.keys[i] if side else s.keys[i]
+                    d.size = s.sizes[i]
+                    d.side = side
+                    k += 1
+                i -= 1
+        if k == self._dmark:
+            d = &self._dp[k]
+            d.price = 0
+            d.size = 0
+            d.side = BOOK_BID
+            k += 1
+        start = self._dmark
+        for i in range(start, k):
+            d = &self._dp[i]
+            d.exch_ns = self._msg_ns
+            d.recv_ns = self._recv_ns
+            d.seq = seq
+            d.inst = idx
+            d.flags = D_SNAPSHOT
+            d.price_scale = <int8_t>book.price_scale
+            d.size_scale = <int8_t>book.size_scale
+        self._dp[k - 1].flags = D_SNAPSHOT | D_LAST
+        self._nd = self._dmark = k
+        it.dbroken = False
+        return 0
 
     cdef int _synced(self, int idx, OrderBook book) noexcept:
         cdef Inst* it = &self._inst[idx]
@@ -940,6 +1051,34 @@ cdef class Feed:
         """Trade records waiting in the buffer."""
         return self._ntrades
 
+    def drain_deltas(self):
+        """Copy out the book delta records of the messages handled so far; empty the buffer.
+
+        Returns
+        -------
+        numpy.ndarray
+            Structured array of ``DELTA_DTYPE`` in the order the messages were accepted
+            (``inst`` indexes :meth:`instruments`; ``side`` 0 bid, 1 ask; ``size`` 0
+            removes the level; ``flags``: ``DELTA_SNAPSHOT`` marks a whole-book group that
+            replaces the book, ``DELTA_LAST`` the last record of each message; price/size
+            are scaled by the record's own ``price_scale``/``size_scale``). Empty when the
+            feed was made with ``delta_capacity=0``.
+        """
+        out = self._deltas_arr[:self._dmark].copy()
+        self._nd = 0
+        self._dmark = 0
+        return out
+
+    @property
+    def pending_deltas(self) -> int:
+        """Delta records of finished messages waiting in the buffer."""
+        return self._dmark
+
+    @property
+    def delta_capacity(self) -> int:
+        """Records the delta buffer holds (0: deltas are not recorded)."""
+        return self._dcap
+
 
 cdef inline int _decimals_of(const unsigned char* p, Span v) noexcept nogil:
     """Decimals the quoted decimal ``v`` needs (-1 if it is not one; parsing reports it)."""
@@ -986,6 +1125,24 @@ cdef inline uint32_t _fnv(const char* key, Py_ssize_t n) noexcept nogil:
     for i in range(n):
         h = (h ^ <unsigned char>key[i]) * 16777619
     return h
+
+
+cdef inline void _put_delta(Feed self, Inst* it, int idx, int side, int64_t price,
+                            int64_t size) noexcept:
+    """Append one changed level of the open message (stamped by ``_deltas_end``)."""
+    cdef DeltaRec* d
+    if self._nd < self._dcap:
+        d = &self._dp[self._nd]
+        d.price = price
+        d.size = size
+        d.inst = idx
+        d.side = <int8_t>side
+        d.price_scale = <int8_t>it.price_scale
+        d.size_scale = <int8_t>it.size_scale
+        self._nd += 1
+    elif not it.dbroken:
+        it.dbroken = True
+        self.deltas_overflow += 1
 
 
 cdef inline int _apply_near(OrderBook book, int side, int64_t price, int64_t size,

@@ -310,6 +310,10 @@ cdef class OkxFeed(Feed):
     Duplicate detection: with ``seqId`` a repeated message is recognised by its ids; the
     older captures without ``seqId`` carry a ``ts`` per message, and a message repeating
     the previous ``ts`` and ``checksum`` of its instrument is counted as a duplicate.
+
+    ``delta_capacity > 0`` records book deltas (:meth:`drain_deltas`): an accepted update's
+    changed levels with its ``ts`` and ``seq = seqId`` (-1 in captures without one), a
+    snapshot as the whole book.
     """
 
     cdef Py_ssize_t _obj_end     # end of the data item just parsed
@@ -347,8 +351,8 @@ cdef class OkxFeed(Feed):
 
 
     def __init__(self, str market="unknown", Py_ssize_t trade_capacity=65536,
-                 Py_ssize_t book_capacity=64):
-        Feed.__init__(self, "okx", market, trade_capacity, 0, book_capacity)
+                 Py_ssize_t book_capacity=64, Py_ssize_t delta_capacity=0):
+        Feed.__init__(self, "okx", market, trade_capacity, 0, book_capacity, delta_capacity)
 
     def on_frame(self, frame not None, int64_t recv_ns=0) -> int:
         """Parse one WebSocket frame and apply it; returns a result code (see module).
@@ -507,6 +511,7 @@ cdef class OkxFeed(Feed):
         idx = self._lookup(K_BOOK, p, inst, chan)
         it = &self._inst[idx]
         book = <OrderBook>self._books[idx]
+        self._nd = self._dmark                  # a new message: drop unfinished records
         inline = not snapshot and it.state == ST_SYNCED
         if open_container(p, item.start, item.end, 123, &cur) != 0:
             raise self._error("book data item is not an object", item.start)
@@ -614,6 +619,12 @@ cdef class OkxFeed(Feed):
             it.ck_bad += 1
             self._desync(idx, book)
             return R_CHECKSUM
+        if self._dcap:
+            self._msg_ns = ts * 1000000
+            if snapshot:
+                self._deltas_book(idx, book, seq)
+            else:
+                self._deltas_end(idx, book, True, seq)
         return res
 
     cdef int _okx_trade(self, Span inst, Span chan, Span item) except -1:

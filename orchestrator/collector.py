@@ -148,6 +148,8 @@ class VenueCollector:
         OKX: seconds a book may wait for its snapshot before it is requested again.
     policy
         Connection rules overriding the venue's (tests, tuning).
+    delta_capacity
+        Book delta records the feed holds between drains (0: none; ``Feed.drain_deltas``).
     """
 
     def __init__(
@@ -164,6 +166,7 @@ class VenueCollector:
         snapshot_delay: float = 0.3,
         resubscribe_after: float = 5.0,
         policy: WsPolicy | None = None,
+        delta_capacity: int = 0,
     ) -> None:
         if not symbols:
             raise ValueError(f"{spec.name}: no symbols to collect")
@@ -182,7 +185,7 @@ class VenueCollector:
         self.snapshot_delay = snapshot_delay
         self.resubscribe_after = resubscribe_after
         self.policy = policy or spec.policy
-        self.feed = spec.make_feed()
+        self.feed = spec.make_feed(delta_capacity)
         self.book_channel = spec.book_channel(self.channels)
         self.connections: list[Connection] = spec.connections(ws_url, self.symbols, self.channels)
         self.rest = RestClient(

@@ -93,7 +93,7 @@ class Pipeline:
             if cfg.profile.bus is BusKind.redis
             else InProcessBus(maxlen=10_000)
         )
-        self.publisher = Publisher(self.bus)
+        self.publisher = Publisher(self.bus, snapshot_interval=cfg.publish.snapshot_interval)
         self.local_archive: LocalArchive | None = None
         self._persist_streams: set[str] = set()
         self.persisted = 0
@@ -171,7 +171,9 @@ class Pipeline:
             self.publisher.mark(self.collectors, rec.LedgerKind.STOP)
             await asyncio.gather(*(c.stop() for c in self.collectors), return_exceptions=True)
             with contextlib.suppress(Exception):
-                await self.publisher.publish(self.collectors, self._drain_trades())
+                await self.publisher.publish(
+                    self.collectors, self._drain_trades(), self._drain_deltas()
+                )
                 await self._persist_local()
             await self.bus.aclose()
             if self.local_archive is not None:
@@ -253,6 +255,7 @@ class Pipeline:
             target.rest_url,
             on_frame=on_frame,
             on_rest=on_rest,
+            delta_capacity=self.cfg.publish.delta_capacity if self.cfg.publish.deltas else 0,
         )
         col.on_event = lambda event: self._on_event(col, event)
         return col
@@ -280,7 +283,9 @@ class Pipeline:
                 timeout = min(timeout, left)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stop.wait(), timeout)
-            await self.publisher.publish(self.collectors, self._drain_trades())
+            await self.publisher.publish(
+                self.collectors, self._drain_trades(), self._drain_deltas()
+            )
             await self._persist_local()
             if self.cfg.view.enabled:
                 lines = render_lines(self.snapshot())
@@ -335,6 +340,10 @@ class Pipeline:
                     if sig is None:
                         sig = self.signals[key] = BookSignals()
                     sig.sample(book, now)
+
+    def _drain_deltas(self) -> dict[str, Any]:
+        """Book delta records of every collector's feed since the last publish."""
+        return {col.spec.name: col.feed.drain_deltas() for col in self.collectors}
 
     def _drain_trades(self) -> dict[str, Any]:
         drained: dict[str, Any] = {}

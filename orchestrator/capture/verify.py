@@ -74,10 +74,13 @@ class ReplaySession:
     ----------
     scales
         Instrument scales from venue metadata (inferred from the data when absent).
+    delta_capacity
+        Book delta records each feed holds (0: none; see ``Feed.drain_deltas``).
     """
 
-    def __init__(self, scales: Sequence[InstrumentScales] = ()) -> None:
+    def __init__(self, scales: Sequence[InstrumentScales] = (), delta_capacity: int = 0) -> None:
         self.scales = list(scales)
+        self.delta_capacity = delta_capacity
         self.feeds: dict[tuple[str, str], FeedType] = {}
         self.file_symbol: dict[int, str] = {}
         self.held: dict[int, list[CaptureFrame]] = {}
@@ -93,9 +96,9 @@ class ReplaySession:
                     raise CaptureFormatError(
                         f"Binance capture of unknown market {frame.market!r}", frame.conn_id or "?"
                     )
-                feed = BinanceFeed(market)
+                feed = BinanceFeed(market, delta_capacity=self.delta_capacity)
             elif frame.venue == "okx":
-                feed = OkxFeed()
+                feed = OkxFeed(delta_capacity=self.delta_capacity)
             else:
                 raise CaptureFormatError(f"no parser for venue {frame.venue!r}", "?")
             apply_scales(feed, self.scales)

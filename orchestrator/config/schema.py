@@ -198,6 +198,22 @@ class CaptureConfig:
 
 
 @dataclass(frozen=True)
+class PublishConfig:
+    """What the main job publishes besides trades, tops and the ledger.
+
+    ``deltas``: every change of every book (``md:<exchange>:<symbol>:deltas``), held in a
+    buffer of ``delta_capacity`` records per exchange between publishes (a full buffer
+    re-sends the book whole instead of losing changes). ``snapshot_interval``: seconds
+    between whole-book snapshots (``...:snapshots``), the start points of replays; ``null``
+    publishes none.
+    """
+
+    deltas: bool = True
+    delta_capacity: int = 262144
+    snapshot_interval: float | None = 60.0
+
+
+@dataclass(frozen=True)
 class ViewConfig:
     """Live terminal view of the main job."""
 
@@ -278,6 +294,7 @@ class AppConfig:
     services: ServicesConfig = field(default_factory=ServicesConfig)
     archive: ArchiveConfig = field(default_factory=ArchiveConfig)
     capture: CaptureConfig = field(default_factory=CaptureConfig)
+    publish: PublishConfig = field(default_factory=PublishConfig)
     view: ViewConfig = field(default_factory=ViewConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     celery: CeleryConfig = field(default_factory=CeleryConfig)

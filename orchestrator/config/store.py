@@ -210,6 +210,16 @@ def validate(cfg: schema.AppConfig) -> None:
         raise ConfigError(f"duration must be positive seconds, was {cfg.duration}")
     if cfg.log_level.upper() not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
         raise ConfigError(f"log_level must be DEBUG, INFO, WARNING or ERROR, was {cfg.log_level!r}")
+    pub = cfg.publish
+    if pub.delta_capacity < 1024:
+        raise ConfigError(
+            f"publish.delta_capacity must be at least 1024 records, was {pub.delta_capacity}"
+        )
+    if pub.snapshot_interval is not None and pub.snapshot_interval <= 0:
+        raise ConfigError(
+            "publish.snapshot_interval must be positive seconds or null, "
+            f"was {pub.snapshot_interval}"
+        )
     from orchestrator.data.archive import archive_settings
 
     try:

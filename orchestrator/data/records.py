@@ -77,6 +77,7 @@ __all__ = [
     "RecordKind",
     "RegistryError",
     "decode_batch",
+    "deltas_from_feed",
     "dtype_hash",
     "empty",
     "encode_batch",
@@ -661,3 +662,85 @@ class InstrumentRegistry:
         for info in self._by_id.values():
             lut[info.instrument_id] = info.venue_id
         return lut
+
+
+# ------------------------------------------------------------------ deltas <-> ext.feed
+
+_POW10 = np.array([10**k for k in range(19)], dtype=np.int64)
+
+
+def _rescale_up(
+    values: npt.NDArray[np.int64], have: npt.NDArray[np.int8], want: npt.NDArray[np.int64]
+) -> npt.NDArray[np.int64]:
+    """``values`` at scales ``have`` re-expressed at scales ``want`` (each >= its ``have``)."""
+    shift = want - have.astype(np.int64)
+    if len(shift) and (int(shift.min()) < 0 or int(shift.max()) > 18):
+        raise ValueError("a delta record is at a finer scale than its instrument's target scale")
+    out = values * _POW10[shift]
+    return out
+
+
+def deltas_from_feed(
+    deltas: npt.NDArray[np.void],
+    venue: int,
+    inst_map: npt.NDArray[np.int32] | None,
+    price_scales: Sequence[int] | npt.NDArray[np.integer[Any]],
+    size_scales: Sequence[int] | npt.NDArray[np.integer[Any]],
+) -> npt.NDArray[np.void]:
+    """Convert ``ext.feed.DELTA_DTYPE`` records (``Feed.drain_deltas()``) to records.
+
+    A feed stamps every level with the scales it was parsed at; a record of
+    :data:`DELTA_DTYPE` carries none, so every level is re-expressed at its instrument's
+    target scales (normally the book's current ones, which never decrease).
+
+    Parameters
+    ----------
+    deltas
+        Array of ``ext.feed.DELTA_DTYPE``.
+    venue
+        Venue id (1..255) written into every record.
+    inst_map
+        ``inst_map[feed_index]`` = registry instrument id; ``None`` keeps the feed index.
+    price_scales, size_scales
+        Target scales indexed by the feed's instrument index.
+
+    Returns
+    -------
+    numpy.ndarray of DELTA_DTYPE
+        A new array, in the feed's order.
+
+    Raises
+    ------
+    TypeError
+        If ``deltas`` is not an array of ``ext.feed.DELTA_DTYPE``.
+    ValueError
+        If ``venue`` is out of range, a feed index is outside ``inst_map`` or the scale
+        tables, or a level is finer than its target scale.
+    """
+    from ext.feed import DELTA_DTYPE as FEED_DELTA_DTYPE
+
+    if not isinstance(deltas, np.ndarray) or deltas.dtype != FEED_DELTA_DTYPE:
+        got = deltas.dtype if isinstance(deltas, np.ndarray) else type(deltas).__name__
+        raise TypeError(f"deltas must be an array of ext.feed.DELTA_DTYPE, was {got}")
+    if deltas.ndim != 1:
+        raise ValueError(f"deltas must be one-dimensional, had shape {deltas.shape}")
+    if not 0 < venue < 256:
+        raise ValueError(f"venue id must be in 1..255, was {venue}")
+    out = empty(RecordKind.DELTA, len(deltas))
+    if not len(deltas):
+        return out
+    idx = deltas["inst"]
+    ps = np.asarray(price_scales, dtype=np.int64)
+    ss = np.asarray(size_scales, dtype=np.int64)
+    lo, hi = int(idx.min()), int(idx.max())
+    tables = [len(ps), len(ss)] + ([len(inst_map)] if inst_map is not None else [])
+    if lo < 0 or hi >= min(tables):
+        bad = lo if lo < 0 else hi
+        raise ValueError(f"feed instrument index {bad} outside the maps of {min(tables)}")
+    for name in ("exch_ns", "recv_ns", "seq", "side", "flags"):
+        out[name] = deltas[name]
+    out["price"] = _rescale_up(deltas["price"], deltas["price_scale"], ps[idx])
+    out["size"] = _rescale_up(deltas["size"], deltas["size_scale"], ss[idx])
+    out["inst"] = np.asarray(inst_map, dtype=np.int32)[idx] if inst_map is not None else idx
+    out["venue"] = venue
+    return out

@@ -75,8 +75,8 @@ class VenueSpec(ABC):
     snapshot_from_rest: bool
 
     @abstractmethod
-    def make_feed(self) -> Feed:
-        """Create a compiled feed for this venue and market."""
+    def make_feed(self, delta_capacity: int = 0) -> Feed:
+        """Create a compiled feed (``delta_capacity`` book delta records; 0: none)."""
 
     @abstractmethod
     def connections(

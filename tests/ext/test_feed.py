@@ -13,32 +13,9 @@ from ext import feed as F
 from ext.binance import BinanceFeed
 from ext.book import ASK, BID
 from ext.okx import OkxFeed
+from tests.support.frames import depth, okx, snapshot
 
 pytestmark = pytest.mark.unit
-
-
-def depth(U, u, bids=(), asks=(), pu=None, s="BTCUSDT"):
-    data = {"e": "depthUpdate", "E": 1, "s": s, "U": U, "u": u, "b": list(bids), "a": list(asks)}
-    if pu is not None:
-        data["pu"] = pu
-    return json.dumps({"stream": f"{s.lower()}@depth@100ms", "data": data}).encode()
-
-
-def snapshot(last, bids=(("100.0", "1"),), asks=(("101.0", "1"),)):
-    return json.dumps({"lastUpdateId": last, "bids": list(bids), "asks": list(asks)}).encode()
-
-
-def okx(action, asks=(), bids=(), seq=None, prev=None, checksum=0, ts="1", inst="BTC-USDT"):
-    d = {
-        "asks": [[*list(a), "0", "1"] for a in asks],
-        "bids": [[*list(b), "0", "1"] for b in bids],
-        "ts": ts,
-        "checksum": checksum,
-    }
-    if seq is not None:
-        d["seqId"], d["prevSeqId"] = seq, prev
-    msg = {"arg": {"channel": "books", "instId": inst}, "action": action, "data": [d]}
-    return json.dumps(msg).encode()
 
 
 def test_binance_spot_sequencing_vector():

@@ -35,9 +35,9 @@ class BinanceSpec(VenueSpec):
     #: route path prefix per channel (USD-M splits /public and /market); "" = one route
     routes: tuple[tuple[str, str], ...] = ()
 
-    def make_feed(self) -> Feed:
+    def make_feed(self, delta_capacity: int = 0) -> Feed:
         """Create an :class:`ext.binance.BinanceFeed` for this market."""
-        return BinanceFeed(self.market)
+        return BinanceFeed(self.market, delta_capacity=delta_capacity)
 
     def _route(self, channel: str) -> str:
         for prefix, route in self.routes:

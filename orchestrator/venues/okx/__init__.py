@@ -31,9 +31,9 @@ class OkxSpec(VenueSpec):
 
     inst_type: str = "SPOT"
 
-    def make_feed(self) -> Feed:
+    def make_feed(self, delta_capacity: int = 0) -> Feed:
         """Create an :class:`ext.okx.OkxFeed`."""
-        return OkxFeed(self.market)
+        return OkxFeed(self.market, delta_capacity=delta_capacity)
 
     @staticmethod
     def _op(op: str, args: Sequence[tuple[str, str]]) -> bytes:
