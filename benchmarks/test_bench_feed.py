@@ -77,12 +77,21 @@ def _report(benchmark, frames: int, levels: int) -> None:
 
 
 def test_okx_books_frames_ext(benchmark):
+    _okx_ext(benchmark, deltas=False)
+
+
+def test_okx_books_frames_with_deltas_ext(benchmark):
+    """Every changed level also written as a delta record (the main job's default)."""
+    _okx_ext(benchmark, deltas=True)
+
+
+def _okx_ext(benchmark, deltas: bool) -> None:
     benchmark.group = "frame->book: OKX books BTC-USDT"
 
     feeds: list[OkxFeed] = []
 
     def setup():
-        feeds.append(OkxFeed())
+        feeds.append(OkxFeed(delta_capacity=OKX_LEVELS + 1024 if deltas else 0))
         return (feeds[-1],), {}
 
     def run(feed: OkxFeed) -> None:
@@ -91,6 +100,7 @@ def test_okx_books_frames_ext(benchmark):
 
     benchmark.pedantic(run, setup=setup, rounds=200, warmup_rounds=5)
     assert feeds[-1].stats()[0]["checksums"]["verified"] == len(OKX)
+    assert (feeds[-1].pending_deltas > 0) == deltas and feeds[-1].deltas_overflow == 0
     _report(benchmark, len(OKX), OKX_LEVELS)
 
 
@@ -132,11 +142,23 @@ def test_okx_books_frames_order_book_peer(benchmark):
 
 
 def test_binance_depth_frames_ext(benchmark):
+    _binance_ext(benchmark, deltas=False)
+
+
+def test_binance_depth_frames_with_deltas_ext(benchmark):
+    """Every changed level also written as a delta record (the main job's default)."""
+    _binance_ext(benchmark, deltas=True)
+
+
+def _binance_ext(benchmark, deltas: bool) -> None:
     benchmark.group = "frame->book: Binance depthUpdate ETHUSDT"
+    feeds: list[BinanceFeed] = []
 
     def setup():
-        feed = BinanceFeed("spot")
+        feed = BinanceFeed("spot", delta_capacity=BIN_LEVELS + 65536 if deltas else 0)
         feed.on_snapshot("ETHUSDT", BIN_SNAP)
+        feed.drain_deltas()
+        feeds.append(feed)
         return (feed,), {}
 
     def run(feed: BinanceFeed) -> None:
@@ -144,6 +166,7 @@ def test_binance_depth_frames_ext(benchmark):
             feed.on_frame(raw)
 
     benchmark.pedantic(run, setup=setup, rounds=20, warmup_rounds=2)
+    assert (feeds[-1].pending_deltas > 0) == deltas and feeds[-1].deltas_overflow == 0
     _report(benchmark, len(BIN_DIFFS), BIN_LEVELS)
 
 
