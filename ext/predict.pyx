@@ -24,6 +24,7 @@ import os
 import numpy as np
 
 from cpython.buffer cimport PyBUF_FORMAT, PyBUF_ND, PyBuffer_Release, PyObject_GetBuffer
+cimport numpy as cnp
 from libc.math cimport isfinite
 from libc.string cimport memset
 
@@ -72,6 +73,25 @@ cdef object _vector(object v, Py_ssize_t n, str name):
     if v.ndim != 1 or v.shape[0] != n:
         raise ValueError(f"{name} must have shape ({n},), was {v.shape}")
     return np.ascontiguousarray(v)
+
+
+cnp.import_array()
+
+
+cdef inline const double* _plain_vector(object x, int n) noexcept:
+    """Data of ``x`` if it is exactly a 1-d, C-contiguous, aligned, native float64
+    ndarray of ``n`` values, else NULL (then the buffer protocol checks it). The pointer
+    is valid while the caller holds ``x`` and the GIL. Exporting a buffer costs ~200 ns
+    per call with numpy 2.4, more than the prediction itself."""
+    cdef cnp.ndarray a
+    if not cnp.PyArray_CheckExact(x):
+        return NULL
+    a = <cnp.ndarray>x
+    if cnp.PyArray_TYPE(a) != cnp.NPY_DOUBLE or cnp.PyArray_NDIM(a) != 1 \
+            or cnp.PyArray_DIM(a, 0) != n or not cnp.PyArray_ISCARRAY_RO(a) \
+            or not cnp.PyArray_ISNOTSWAPPED(a):
+        return NULL
+    return <const double*>cnp.PyArray_DATA(a)
 
 
 cdef int _get_vector(object x, Py_buffer* view, int n) except -1:
@@ -331,6 +351,9 @@ cdef class SlippageModel:
         """
         cdef Py_buffer view
         cdef double r
+        cdef const double* px = _plain_vector(x, self.st.n_features)
+        if px != NULL:
+            return ridge_predict(&self.st, px)
         _get_vector(x, &view, self.st.n_features)
         r = ridge_predict(&self.st, <const double*>view.buf)
         PyBuffer_Release(&view)

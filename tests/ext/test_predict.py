@@ -124,6 +124,27 @@ def test_predict_and_predict_many_agree_with_numpy_dot():
     assert np.array_equal(out, many)
 
 
+def test_predict_takes_any_contiguous_float64_buffer_and_rejects_the_rest():
+    X, y = data(50, 4, seed=3)
+    m = SlippageModel(4)
+    m.fit(X, y)
+    x = X[7].copy()
+    want = m.predict(x)  # plain ndarray: read directly
+    ro = x.copy()
+    ro.flags.writeable = False
+    sub = np.asarray(x).view(type("Sub", (np.ndarray,), {}))
+    for other in (ro, sub, memoryview(x), X[7]):  # other float64 buffers: buffer protocol
+        assert m.predict(other) == want
+    for bad, err in (
+        (X[:, 0][:4], TypeError),  # strided
+        (x.astype(np.float32), TypeError),
+        (x[:3].copy(), ValueError),
+        ([1.0, 2.0, 3.0, 4.0], TypeError),
+    ):
+        with pytest.raises(err):
+            m.predict(bad)
+
+
 def test_untrained_model_predicts_zero_and_reset_forgets():
     m = SlippageModel(3)
     x = np.array([1.0, 2.0, 3.0])
