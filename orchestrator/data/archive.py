@@ -207,6 +207,7 @@ def archive_settings(cfg: Any) -> ArchiveSettings:
         bars_refresh_days=cfg.bars_refresh_days,
         max_batch_days=cfg.max_batch_days,
         batch_key_days=cfg.batch_key_days,
+        read_connections=cfg.read_connections,
     )
 
 

@@ -63,6 +63,16 @@ def test_distributed_profile_publishes_to_redis_streams(
                 total += len(batch)
         assert total == pipe.publisher.published["trades"] > 0
         assert total == sum(t.count for t in pipe.trades.values())
+        # book deltas: one stream per book, every row decodable and at the book's scale
+        deltas = 0
+        for key in keys:
+            if key.endswith(":deltas"):
+                for _, fields in client.xrange(key):
+                    kind, batch = rec.decode_batch(fields[b"d"])
+                    assert kind is rec.RecordKind.DELTA and np.all(batch["size"] >= 0)
+                    deltas += len(batch)
+        assert stream_name("okx", "BTC-USDT", "deltas") in keys
+        assert deltas == pipe.publisher.published["deltas"] > 0
         # the ledger brackets the run per instrument
         kinds = []
         for _, fields in client.xrange(stream_name("okx", "BTC-USDT", "ledger")):

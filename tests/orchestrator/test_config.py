@@ -229,3 +229,20 @@ def test_archive_settings_come_from_the_config(compose):
     assert settings.retention_days["orders"] is None
     with pytest.raises(ConfigError, match=r"archive\.chunk_days must be >= 1"):
         load_config(compose("archive.chunk_days=0"))
+    assert (
+        archive_settings(
+            load_config(compose("archive.read_connections=2")).archive
+        ).read_connections
+        == 2
+    )
+    with pytest.raises(ConfigError, match=r"archive\.read_connections"):
+        load_config(compose("archive.read_connections=0"))
+
+
+def test_publish_settings_are_checked(compose):
+    cfg = load_config(compose("publish.snapshot_interval=null", "publish.deltas=false"))
+    assert cfg.publish.snapshot_interval is None and not cfg.publish.deltas
+    with pytest.raises(ConfigError, match=r"publish\.delta_capacity must be at least 1024"):
+        load_config(compose("publish.delta_capacity=10"))
+    with pytest.raises(ConfigError, match=r"publish\.snapshot_interval must be positive"):
+        load_config(compose("publish.snapshot_interval=0"))
