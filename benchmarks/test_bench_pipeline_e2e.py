@@ -92,13 +92,22 @@ class Stack:
         except psycopg.OperationalError as exc:
             pytest.skip(f"PostgreSQL not available: {type(exc).__name__}")
         self.dsn = f"postgresql://postgres@{host}:{port}/{self.dbname}"
+        self.redis_proc: subprocess.Popen[bytes] | None = None
+        self.worker: subprocess.Popen[bytes] | None = None
+        self.app: Any = None
+        try:
+            self._start(exe, tmp)
+        except BaseException:
+            self.close()  # a failed start leaves no server, worker or database behind
+            raise
+
+    def _start(self, exe: str, tmp: Path) -> None:
         self.port = _free_port()
         self.redis_proc = subprocess.Popen(
             [exe, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--dir", str(tmp)],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        self.worker: subprocess.Popen[bytes] | None = None
         _wait(lambda: self._up(), 10, "redis-server")
         self.env = {
             "REDIS_URL": f"redis://127.0.0.1:{self.port}/0",
@@ -142,12 +151,14 @@ class Stack:
             return False
 
     def close(self) -> None:
-        self.app.close()
+        if self.app is not None:
+            self.app.close()
         if self.worker is not None and self.worker.poll() is None:
             os.killpg(self.worker.pid, signal.SIGKILL)
             self.worker.wait()
-        self.redis_proc.kill()
-        self.redis_proc.wait()
+        if self.redis_proc is not None:
+            self.redis_proc.kill()
+            self.redis_proc.wait()
         with psycopg.connect(self.admin, autocommit=True) as c:
             c.execute(f'DROP DATABASE IF EXISTS "{self.dbname}" WITH (FORCE)')
 

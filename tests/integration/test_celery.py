@@ -181,8 +181,12 @@ class Stack:
         }
         for k, v in self.env.items():
             monkeypatch.setenv(k, v)
-        self.cfg: AppConfig = load_app_config(FAST)
         self.workers: list[tuple[subprocess.Popen[bytes], Path]] = []
+        try:
+            self.cfg: AppConfig = load_app_config(FAST)
+        except BaseException:
+            self.redis.kill()  # a failed set-up leaves no server behind
+            raise
 
     def worker(self, *overrides: str) -> tuple[subprocess.Popen[bytes], Path]:
         logfile = self.tmp / f"worker{len(self.workers)}.log"
