@@ -558,7 +558,7 @@ cdef class BinanceFeed(Feed):
         it.state = ST_BRIDGE
         self._msg_ns = it.last_ts if it.last_ts else recv_ns
         self._deltas_book(idx, book, L)
-        g1 = self._dmark
+        g1 = 0 if it.dbroken else self._dmark   # 0: no group written (buffer full)
         self._pending[idx] = []
         first_error = None
         for _, raw in pending:

@@ -81,7 +81,7 @@ class Publisher:
         #: ``(exch_ns, seq)`` of the last delta published per instrument id
         self.delta_stamp: dict[int, tuple[int, int]] = {}
         self._pending: list[tuple[VenueCollector, LedgerEvent]] = []
-        self._next_snapshot = 0.0
+        self._snapshot_due: dict[int, float] = {}
         self._overflow_seen: dict[str, int] = {}
 
     def _inst(self, col: VenueCollector, symbol: str) -> int:
@@ -185,10 +185,14 @@ class Publisher:
     def _take_snapshots(
         self, collectors: Sequence[VenueCollector]
     ) -> list[tuple[VenueCollector, npt.NDArray[np.void]]]:
-        """Every LIVE book whole when a snapshot is due, stamped with its last delta."""
-        if self.snapshot_interval is None or time.monotonic() < self._next_snapshot:
+        """Each LIVE book whose snapshot is due, whole, stamped with its last delta.
+
+        A book's first snapshot goes out as soon as it is live and has deltas published,
+        then one every ``snapshot_interval`` seconds.
+        """
+        if self.snapshot_interval is None:
             return []
-        self._next_snapshot = time.monotonic() + self.snapshot_interval
+        mono = time.monotonic()
         out = []
         now = time.time_ns()
         for col in collectors:
@@ -199,6 +203,9 @@ class Publisher:
                 stamp = self.delta_stamp.get(inst)
                 if book is None or not live or stamp is None:
                     continue
+                if mono < self._snapshot_due.get(inst, 0.0):
+                    continue
+                self._snapshot_due[inst] = mono + self.snapshot_interval
                 nb = min(book.bid_levels, MAX_SNAPSHOT_LEVELS)
                 na = min(book.ask_levels, MAX_SNAPSHOT_LEVELS)
                 rows = rec.empty(rec.RecordKind.SNAPSHOT, nb + na)

@@ -676,8 +676,10 @@ def _rescale_up(
     shift = want - have.astype(np.int64)
     if len(shift) and (int(shift.min()) < 0 or int(shift.max()) > 18):
         raise ValueError("a delta record is at a finer scale than its instrument's target scale")
-    out = values * _POW10[shift]
-    return out
+    factor = _POW10[shift]
+    if len(values) and np.any(np.abs(values) > np.iinfo(np.int64).max // factor):
+        raise ValueError("a delta record does not fit int64 at its instrument's target scale")
+    return values * factor
 
 
 def deltas_from_feed(

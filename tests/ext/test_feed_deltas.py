@@ -229,3 +229,20 @@ def test_empty_snapshot_is_one_clearing_record() -> None:
     rebuilt = DictBooks()
     rebuilt.apply(recs)
     assert rebuilt.books[0] == ({}, {})
+
+
+def test_binance_snapshot_that_does_not_fit_leaves_earlier_groups_alone() -> None:
+    f = BinanceFeed("spot", delta_capacity=5)
+    f.on_snapshot("BTCUSDT", snapshot(10), recv_ns=10**18)  # group of 2, stamped 1e18
+    f.desync("BTCUSDT", "depth")
+    bids = [("99.0", "1"), ("98.0", "1")]
+    assert f.on_frame(depth(11, 11, [("98.0", "0"), ("99.0", "0")], E=900)) == F.BUFFERED
+    # 4 levels do not fit after the 2 records held: the book is re-sent after the diff
+    f.on_snapshot("BTCUSDT", snapshot(10, bids=[("100.0", "1"), *bids]), recv_ns=7)
+    recs = f.drain_deltas()
+    assert recs["exch_ns"][:2].tolist() == [10**18, 10**18]  # the first group untouched
+    assert len(recs) == 4 and recs["seq"][2:].tolist() == [11, 11]
+    assert np.all(recs["flags"][2:] & F.DELTA_SNAPSHOT) and f.deltas_overflow == 1
+    rebuilt = DictBooks()
+    rebuilt.apply(recs)
+    assert check_books(f, rebuilt) == 1

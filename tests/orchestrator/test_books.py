@@ -53,6 +53,10 @@ def test_deltas_from_feed_rejects_bad_input() -> None:
     with pytest.raises(ValueError, match="venue id"):
         rec.deltas_from_feed(raw, 0, None, [1], [0])
     assert len(rec.deltas_from_feed(raw[:0], 1, None, [], [])) == 0
+    huge = raw[:1].copy()
+    huge["price"], huge["price_scale"] = 10**17, 0
+    with pytest.raises(ValueError, match="does not fit int64"):
+        rec.deltas_from_feed(huge, 1, None, [2], [0])
 
 
 def test_replay_books_follows_snapshots_and_skips_deltas_inside_them() -> None:
