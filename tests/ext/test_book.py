@@ -532,3 +532,31 @@ def test_read_only_attributes():
         with pytest.raises(AttributeError):
             setattr(book, attr, 1)
     assert "price_scale=2" in repr(book)
+
+
+def test_top_into_reads_plain_arrays_directly_and_other_buffers_alike():
+    book = OrderBook()
+    for i in range(30):
+        book.apply(BID, 1000 - i, i + 1)
+    want_p, want_s = book.top_copy(BID, 25)
+    p, s = np.zeros(25, np.int64), np.zeros(25, np.int64)
+    assert book.top_into(BID, p, s) == 25  # plain ndarrays: no buffer export
+    assert np.array_equal(p, want_p) and np.array_equal(s, want_s)
+    big = np.zeros(60, np.int64)
+    strided_p, strided_s = big[::2][:25], np.zeros(25, np.int64)
+    with pytest.raises(ValueError):  # not contiguous: the memoryview path refuses it
+        book.top_into(BID, strided_p, strided_s)
+    sub = type("Sub", (np.ndarray,), {})
+    mp, ms = np.zeros(10, np.int64).view(sub), memoryview(np.zeros(12, np.int64))
+    assert book.top_into(BID, mp, ms) == 10  # other int64 buffers: the memoryview path
+    assert np.array_equal(np.asarray(mp), want_p[:10])
+    ro = np.zeros(5, np.int64)
+    ro.flags.writeable = False
+    for bad_p, bad_s, err in (
+        (None, s, TypeError),
+        (p, None, TypeError),
+        (np.zeros(5, np.int32), s, ValueError),
+        (ro, s, ValueError),
+    ):
+        with pytest.raises(err):
+            book.top_into(BID, bad_p, bad_s)
