@@ -188,7 +188,8 @@ class Publisher:
         """Each LIVE book whose snapshot is due, whole, stamped with its last delta.
 
         A book's first snapshot goes out as soon as it is live and has deltas published,
-        then one every ``snapshot_interval`` seconds.
+        then one every ``snapshot_interval`` seconds. Without deltas (``publish.deltas``
+        off) snapshots are stamped with the publish time and the book's update id.
         """
         if self.snapshot_interval is None:
             return []
@@ -200,9 +201,13 @@ class Publisher:
             for symbol in col.symbols:
                 book, live = col.book(symbol)
                 inst = self._inst(col, symbol)
-                stamp = self.delta_stamp.get(inst)
-                if book is None or not live or stamp is None:
+                if book is None or not live:
                     continue
+                stamp = self.delta_stamp.get(inst)
+                if stamp is None:
+                    if col.feed.delta_capacity:
+                        continue  # deltas are on: wait until one was published
+                    stamp = (now, book.last_update_id)  # deltas off: stand-alone states
                 if mono < self._snapshot_due.get(inst, 0.0):
                     continue
                 self._snapshot_due[inst] = mono + self.snapshot_interval

@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import numpy as np
 import pytest
 
 from ext import feed as F
 from ext.book import ASK, BID
 from ext.okx import OkxFeed
+from orchestrator.collector import BookState, VenueCollector
 from orchestrator.data import records as rec
 from orchestrator.data.books import ReplayBooks, ReplayBooksError
+from orchestrator.data.bus import InProcessBus
+from orchestrator.publish import Publisher
+from orchestrator.venues import get_venue
 from tests.support.frames import okx
 
 pytestmark = pytest.mark.unit
@@ -101,3 +107,70 @@ def test_replay_books_errors_are_clear() -> None:
     rows["inst"], rows["side"] = 1, 5
     with pytest.raises(ReplayBooksError, match="side"):
         books.apply(rows)
+
+
+# ------------------------------------------------------------- publisher: deltas, snapshots
+
+
+def _collector(delta_capacity: int) -> VenueCollector:
+    """A real OKX collector that is never started: frames go straight into its feed."""
+    col = VenueCollector(
+        get_venue("okx"),
+        ["BTC-USDT"],
+        ["books"],
+        "ws://127.0.0.1:9/ws",
+        "http://127.0.0.1:9",
+        delta_capacity=delta_capacity,
+    )
+    col.books["BTC-USDT"].state = BookState.LIVE
+    return col
+
+
+async def _published(bus: InProcessBus, stream: str) -> list[np.ndarray]:
+    await bus.flush()
+    await bus.ensure_group(stream, "t")
+    return [rec.decode_batch(e.payload)[1] for e in await bus.read("t", "c", [stream], 100, 0)]
+
+
+def test_publisher_sends_deltas_then_a_snapshot_stamped_with_the_last_one() -> None:
+    async def go() -> None:
+        col = _collector(delta_capacity=1024)
+        bus = InProcessBus()
+        pub = Publisher(bus, snapshot_interval=3600.0)
+        feed = col.feed
+        feed.on_frame(okx("snapshot", [("101", "1")], [("100", "1")], 1, -1, ts="5"))
+        feed.on_frame(okx("update", [], [("100.5", "2")], 2, 1, ts="6"))
+        await pub.publish([col], {}, {"okx": feed.drain_deltas()})
+        deltas = np.concatenate(await _published(bus, "md:okx:BTC-USDT:deltas"))
+        assert deltas["price"].tolist() == [1000, 1010, 1005]  # at the book's scale (1)
+        assert deltas["flags"].tolist() == [
+            rec.FLAG_SNAPSHOT,
+            rec.FLAG_SNAPSHOT | rec.FLAG_LAST,
+            rec.FLAG_LAST,
+        ]
+        (snap,) = await _published(bus, "md:okx:BTC-USDT:snapshots")
+        assert snap[["side", "level", "price", "size"]].tolist() == [
+            (BID, 0, 1005, 2),
+            (BID, 1, 1000, 1),
+            (ASK, 0, 1010, 1),
+        ]
+        assert set(snap["seq"]) == {2} and set(snap["exch_ns"]) == {6_000_000}
+        # the next one only after snapshot_interval
+        await pub.publish([col], {}, {"okx": feed.drain_deltas()})
+        assert pub.published["snapshots"] == 1 and pub.published["deltas"] == 3
+
+    asyncio.run(go())
+
+
+def test_publisher_without_deltas_still_sends_snapshots() -> None:
+    async def go() -> None:
+        col = _collector(delta_capacity=0)
+        bus = InProcessBus()
+        pub = Publisher(bus, snapshot_interval=3600.0)
+        col.feed.on_frame(okx("snapshot", [("101", "1")], [("100", "1")], 7, -1))
+        await pub.publish([col], {}, {"okx": col.feed.drain_deltas()})
+        (snap,) = await _published(bus, "md:okx:BTC-USDT:snapshots")
+        assert set(snap["seq"]) == {7} and len(snap) == 2
+        assert pub.published["deltas"] == 0
+
+    asyncio.run(go())
