@@ -122,8 +122,7 @@ class Publisher:
         snapshots = self._take_snapshots(collectors)
         for col, recs in converted:
             await self._deltas(col, recs)
-        for col, rows in snapshots:
-            symbol = self.registry.get(int(rows["inst"][0])).symbol
+        for col, symbol, rows in snapshots:
             payload = rec.encode_batch(rec.RecordKind.SNAPSHOT, rows)
             await self._send_raw(stream_name(col.spec.name, symbol, "snapshots"), payload)
             self.published["snapshots"] += 1
@@ -184,7 +183,7 @@ class Publisher:
 
     def _take_snapshots(
         self, collectors: Sequence[VenueCollector]
-    ) -> list[tuple[VenueCollector, npt.NDArray[np.void]]]:
+    ) -> list[tuple[VenueCollector, str, npt.NDArray[np.void]]]:
         """Each LIVE book whose snapshot is due, whole, stamped with its last delta.
 
         A book's first snapshot goes out as soon as it is live and has deltas published,
@@ -213,6 +212,8 @@ class Publisher:
                 self._snapshot_due[inst] = mono + self.snapshot_interval
                 nb = min(book.bid_levels, MAX_SNAPSHOT_LEVELS)
                 na = min(book.ask_levels, MAX_SNAPSHOT_LEVELS)
+                if nb + na == 0:
+                    continue  # an empty book has no rows to send (its deltas say it)
                 rows = rec.empty(rec.RecordKind.SNAPSHOT, nb + na)
                 bp, bs = book.top_copy(BID, nb)
                 ap, az = book.top_copy(ASK, na)
@@ -224,7 +225,7 @@ class Publisher:
                 rows["recv_ns"] = now
                 rows["inst"] = inst
                 rows["venue"] = venue
-                out.append((col, rows))
+                out.append((col, symbol, rows))
         return out
 
     async def _send_raw(self, stream: str, payload: bytes) -> None:

@@ -174,3 +174,17 @@ def test_publisher_without_deltas_still_sends_snapshots() -> None:
         assert pub.published["deltas"] == 0
 
     asyncio.run(go())
+
+
+def test_publisher_skips_the_snapshot_of_an_empty_live_book() -> None:
+    async def go() -> None:
+        col = _collector(delta_capacity=1024)
+        bus = InProcessBus()
+        pub = Publisher(bus, snapshot_interval=3600.0)
+        col.feed.on_frame(okx("snapshot", [], [], 3, -1))  # a venue snapshot of nothing
+        await pub.publish([col], {}, {"okx": col.feed.drain_deltas()})
+        (clear,) = await _published(bus, "md:okx:BTC-USDT:deltas")
+        assert clear[["size", "flags"]].tolist() == [(0, rec.FLAG_SNAPSHOT | rec.FLAG_LAST)]
+        assert pub.published["snapshots"] == 0
+
+    asyncio.run(go())
