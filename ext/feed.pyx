@@ -37,7 +37,7 @@ import numpy as np
 
 from cpython.bytes cimport PyBytes_FromStringAndSize
 from cpython.mem cimport PyMem_Free, PyMem_Malloc
-from libc.stdint cimport int8_t, int32_t, int64_t, uint32_t, uint64_t
+from libc.stdint cimport int8_t, int32_t, int64_t, uint8_t, uint32_t, uint64_t
 from libc.stdlib cimport free, malloc
 from libc.string cimport memcmp, memcpy, memset
 
@@ -826,25 +826,14 @@ cdef class Feed:
         (``_msg_ns``), receive time and ``seq``, and the last one ``D_LAST``; otherwise
         they are discarded. A book whose records were lost is dumped whole instead.
         """
-        cdef Inst* it = &self._inst[idx]
-        cdef DeltaRec* d
-        cdef Py_ssize_t i
         if not self._dcap:
             return 0
         if not keep:
             self._nd = self._dmark
             return 0
-        if it.dbroken:
+        if self._inst[idx].dbroken:
             return self._deltas_book(idx, book, seq)
-        if self._nd > self._dmark:
-            for i in range(self._dmark, self._nd):
-                d = &self._dp[i]
-                d.exch_ns = self._msg_ns
-                d.recv_ns = self._recv_ns
-                d.seq = seq
-                d.flags = 0
-            self._dp[self._nd - 1].flags = D_LAST
-            self._dmark = self._nd
+        _close_records(self, seq, 0)
         return 0
 
     cdef int _deltas_book(self, int idx, OrderBook book, int64_t seq) noexcept:
@@ -854,8 +843,7 @@ cdef class Feed:
         """
         cdef Inst* it = &self._inst[idx]
         cdef const BookSide* s
-        cdef DeltaRec* d
-        cdef Py_ssize_t live, k, i, start
+        cdef Py_ssize_t live, i
         cdef int side
         if not self._dcap:
             return 0
@@ -863,40 +851,19 @@ cdef class Feed:
         live = (book.sides[BOOK_BID].n - book.sides[BOOK_BID].dead
                 + book.sides[BOOK_ASK].n - book.sides[BOOK_ASK].dead)
         if self._dmark + max(live, 1) > self._dcap:
-            if not it.dbroken:
-                it.dbroken = True
-                self.deltas_overflow += 1
+            _mark_lost(self, it)
             return 0
-        k = self._dmark
         for side in range(2):
             s = &book.sides[side]
             i = s.n - 1
             while i >= 0:                   # best first
                 if s.sizes[i] != 0:
-                    d = &self._dp[k]
-                    d.price = -s.keys[i] if side else s.keys[i]
-                    d.size = s.sizes[i]
-                    d.side = side
-                    k += 1
+                    _put_delta(self, it, idx, side, -s.keys[i] if side else s.keys[i],
+                               s.sizes[i])
                 i -= 1
-        if k == self._dmark:
-            d = &self._dp[k]
-            d.price = 0
-            d.size = 0
-            d.side = BOOK_BID
-            k += 1
-        start = self._dmark
-        for i in range(start, k):
-            d = &self._dp[i]
-            d.exch_ns = self._msg_ns
-            d.recv_ns = self._recv_ns
-            d.seq = seq
-            d.inst = idx
-            d.flags = D_SNAPSHOT
-            d.price_scale = <int8_t>book.price_scale
-            d.size_scale = <int8_t>book.size_scale
-        self._dp[k - 1].flags = D_SNAPSHOT | D_LAST
-        self._nd = self._dmark = k
+        if live == 0:
+            _put_delta(self, it, idx, BOOK_BID, 0, 0)
+        _close_records(self, seq, D_SNAPSHOT)
         it.dbroken = False
         return 0
 
@@ -1127,6 +1094,23 @@ cdef inline uint32_t _fnv(const char* key, Py_ssize_t n) noexcept nogil:
     return h
 
 
+cdef inline void _close_records(Feed self, int64_t seq, uint8_t flags) noexcept:
+    """Stamp the open message's records (venue time, receive time, ``seq``, ``flags``; the
+    last one also ``D_LAST``) and make them part of what ``drain_deltas`` returns."""
+    cdef DeltaRec* d
+    cdef Py_ssize_t i
+    if self._nd == self._dmark:
+        return
+    for i in range(self._dmark, self._nd):
+        d = &self._dp[i]
+        d.exch_ns = self._msg_ns
+        d.recv_ns = self._recv_ns
+        d.seq = seq
+        d.flags = flags
+    self._dp[self._nd - 1].flags = flags | D_LAST
+    self._dmark = self._nd
+
+
 cdef inline void _put_delta(Feed self, Inst* it, int idx, int side, int64_t price,
                             int64_t size) noexcept:
     """Append one changed level of the open message (stamped by ``_deltas_end``)."""
@@ -1140,7 +1124,13 @@ cdef inline void _put_delta(Feed self, Inst* it, int idx, int side, int64_t pric
         d.price_scale = <int8_t>it.price_scale
         d.size_scale = <int8_t>it.size_scale
         self._nd += 1
-    elif not it.dbroken:
+    else:
+        _mark_lost(self, it)
+
+
+cdef inline void _mark_lost(Feed self, Inst* it) noexcept:
+    """Records of ``it``'s book were lost: count it once; the book is written whole later."""
+    if not it.dbroken:
         it.dbroken = True
         self.deltas_overflow += 1
 
