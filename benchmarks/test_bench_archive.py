@@ -7,9 +7,10 @@ Groups (each with a same-run reference):
   path including building the buffer, and psycopg's ``executemany`` INSERT as reference.
   A COPY into an unindexed table shows what the key index costs; two connections each
   COPYing another instrument's half at once show what two persist workers reach.
-* ``archive-replay``: rows/s of ``Archive.read_trades`` (binary COPY out decoded by numpy),
-  the same with the window split over ``read_connections=2``, and a plain ``fetchall``
-  into a numpy array.
+* ``archive-replay``: rows/s of ``Archive.read_trades`` (binary COPY out collected by the
+  compiled reader ``ext.pgcopy``, decoded by numpy), the same with the window split over
+  ``read_connections=2``, the same with the COPY stream read from Python (the fallback),
+  and a plain ``fetchall`` into a numpy array.
 
 Besides wall time, ``extra_info`` has the server backends' CPU seconds of the best round
 (from ``/proc``; the machine is shared, so CPU per row is the steadier A/B figure).
@@ -28,6 +29,7 @@ from collections.abc import Callable, Iterator
 import numpy as np
 import pytest
 
+from orchestrator.data import libpq
 from orchestrator.data.archive import Archive, ArchiveSettings, build_copy_payload
 from orchestrator.data.migrations import TABLES
 from orchestrator.data.records import TRADE_DTYPE, RecordKind, empty
@@ -281,6 +283,13 @@ def test_replay_trades_two_connections_ext(benchmark, dsn, replay_data):
     settings = ArchiveSettings(timescale="off", read_connections=2)
     with Archive(dsn, settings, clock=lambda: NOW) as two:
         _replay(benchmark, two, replay_data)
+
+
+@pytest.mark.benchmark(group="archive-replay")
+def test_replay_trades_python_loop(benchmark, archive, replay_data, monkeypatch):
+    """The COPY stream read by libpq calls from Python (the fallback of the compiled reader)."""
+    monkeypatch.setattr(libpq, "_cached", (True, None))
+    _replay(benchmark, archive, replay_data)
 
 
 @pytest.mark.benchmark(group="archive-replay")

@@ -58,6 +58,7 @@ import psycopg
 from psycopg import sql
 
 from orchestrator.config.secrets import redact_url
+from orchestrator.data.libpq import copy_drain
 from orchestrator.data.migrations import (
     MIGRATIONS,
     TABLE_OF_KIND,
@@ -103,6 +104,8 @@ COPY_SIGNATURE = b"PGCOPY\n\xff\r\n\x00"
 COPY_HEADER = COPY_SIGNATURE + struct.pack(">ii", 0, 0)
 COPY_TRAILER = struct.pack(">h", -1)
 _COPY_CHUNK = 1 << 20
+#: ``ext.pgcopy.COPY_CONNECTION_LOST``: the compiled reader lost the connection.
+COPY_CONNECTION_LOST = -3
 #: A replay window at least this long is split across ``read_connections`` connections.
 PARALLEL_READ_MIN_NS = 600 * 10**9
 
@@ -314,7 +317,7 @@ def build_copy_payload(spec: TableSpec, records: npt.NDArray[np.void]) -> npt.ND
 
 
 def decode_copy_payload(
-    data: bytes | bytearray | memoryview,
+    data: bytes | bytearray | memoryview | npt.NDArray[np.uint8],
     columns: Sequence[tuple[str, str]],
 ) -> npt.NDArray[np.void]:
     """Decode ``COPY ... TO STDOUT (FORMAT BINARY)`` output of NOT NULL fixed-width columns.
@@ -330,7 +333,7 @@ def decode_copy_payload(
         If the signature, header, row framing or trailer is not as expected.
     """
     dt = _copy_row_dtype(columns)
-    mv = memoryview(data).cast("B")
+    mv = memoryview(data).cast("B")  # type: ignore[arg-type]  # ndarray exports a buffer
     head = len(COPY_HEADER)
     if len(mv) < head + 2 or bytes(mv[: len(COPY_SIGNATURE)]) != COPY_SIGNATURE:
         raise ArchiveError("COPY output lacks the PGCOPY signature")
@@ -450,12 +453,16 @@ def _wait_readable(pg: Any) -> None:
     pg.consume_input()
 
 
-def _drain_copy(conn: psycopg.Connection[Any], query: bytes, what: str, dsn: str) -> bytearray:
+def _drain_copy(
+    conn: psycopg.Connection[Any], query: bytes, what: str, dsn: str
+) -> bytearray | npt.NDArray[np.uint8]:
     """Run ``COPY ... TO STDOUT`` on ``conn`` and return the whole stream (header to trailer).
 
-    libpq hands over one CopyData message (one row) per call; its non-blocking form is used
-    so a thread waiting for the server releases the GIL (slices of one replay are read
-    concurrently). Raises :class:`ArchiveError` on a server error, or
+    The rows are collected by the compiled reader (:func:`orchestrator.data.libpq.copy_drain`,
+    one C loop with the GIL released) when psycopg's libpq could be identified, else by
+    libpq's non-blocking calls from Python (one CopyData message, i.e. one row, per call;
+    a thread waiting for the server releases the GIL). Slices of one replay are read
+    concurrently either way. Raises :class:`ArchiveError` on a server error, or
     :class:`~orchestrator.errors.ServiceUnavailableError` if the connection is lost.
     """
     pq = psycopg.pq
@@ -471,17 +478,24 @@ def _drain_copy(conn: psycopg.Connection[Any], query: bytes, what: str, dsn: str
         if pg.status != pq.ConnStatus.OK:
             raise _unreachable(dsn, ConnectionError("connection lost"))
         raise ArchiveError(f"{what} failed: {msg.strip()}")
-    buf = bytearray()
-    get = pg.get_copy_data
-    extend = buf.extend
-    while True:
-        nbytes, chunk = get(1)
-        if nbytes > 0:
-            extend(chunk)
-        elif nbytes == 0:
-            _wait_readable(pg)
-        else:
-            break
+    drain = copy_drain()
+    buf: bytearray | npt.NDArray[np.uint8]
+    if drain is not None:
+        nbytes, buf = drain.drain(pg.pgconn_ptr)  # type: ignore[attr-defined]
+    else:
+        buf = bytearray()
+        get = pg.get_copy_data
+        extend = buf.extend
+        while True:
+            nbytes, chunk = get(1)
+            if nbytes > 0:
+                extend(chunk)
+            elif nbytes == 0:
+                _wait_readable(pg)
+            else:
+                break
+    if nbytes == COPY_CONNECTION_LOST:
+        raise _unreachable(dsn, ConnectionError("connection lost during COPY"))
     while pg.is_busy():
         _wait_readable(pg)
     res = pg.get_result()

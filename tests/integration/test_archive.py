@@ -7,6 +7,7 @@ Each test gets a throwaway database (``pg_dsn``). The plain-PostgreSQL variant i
 
 from __future__ import annotations
 
+import signal
 import socket
 import struct
 import subprocess
@@ -19,6 +20,7 @@ import pandas as pd
 import psycopg
 import pytest
 
+from orchestrator.data import libpq
 from orchestrator.data.archive import (
     COPY_HEADER,
     COPY_SIGNATURE,
@@ -27,6 +29,7 @@ from orchestrator.data.archive import (
     Archive,
     ArchiveError,
     ArchiveSettings,
+    _drain_copy,
     build_copy_payload,
     decode_copy_payload,
     migrate,
@@ -447,6 +450,93 @@ def test_replay_in_parallel_slices_equals_one_connection(pg_dsn, archive):
             again = np.concatenate(list(a.read_trades([1, 2], t0, NOW)))
             assert again.tobytes() == want.tobytes()
         assert victim.closed
+
+
+def test_compiled_copy_reader_is_used_and_equals_the_python_loop(archive, monkeypatch):
+    drain = libpq.copy_drain()
+    assert drain is not None, "psycopg's libpq was not identified on this machine"
+    assert libpq.libpq_path() is not None or psycopg.pq.__impl__ == "python"
+    t0 = NOW - 3600 * SEC
+    recs = make_trades(50_000, 4, 2, t0, seed=5)
+    archive.insert(recs)
+    query = (
+        b"COPY (SELECT exch_ns, trade_id FROM trades ORDER BY exch_ns) TO STDOUT (FORMAT BINARY)"
+    )
+    fast = _drain_copy(archive.connection, query, "reading", archive.dsn)
+    assert isinstance(fast, np.ndarray) and fast.dtype == np.uint8
+    got = list(archive.read_trades([4], t0, NOW))
+    monkeypatch.setattr(libpq, "_cached", (True, None))
+    slow = _drain_copy(archive.connection, query, "reading", archive.dsn)
+    assert isinstance(slow, bytearray)
+    assert fast.tobytes() == bytes(slow)
+    assert (
+        np.concatenate(got).tobytes()
+        == np.concatenate(list(archive.read_trades([4], t0, NOW))).tobytes()
+        == recs.tobytes()
+    )
+    empty_out = b"COPY (SELECT 1::int8 WHERE false) TO STDOUT (FORMAT BINARY)"
+    monkeypatch.setattr(libpq, "_cached", (True, drain))
+    assert _drain_copy(archive.connection, empty_out, "x", "").tobytes() == (
+        COPY_HEADER + COPY_TRAILER
+    )
+
+
+@pytest.mark.parametrize("compiled", [True, False])
+def test_copy_out_failing_midway_is_an_archive_error_and_the_connection_stays_usable(
+    archive, monkeypatch, compiled
+):
+    if not compiled:
+        monkeypatch.setattr(libpq, "_cached", (True, None))
+    query = (
+        b"COPY (SELECT 1 / (x - 30000) FROM generate_series(1, 40000) x) TO STDOUT (FORMAT BINARY)"
+    )
+    with pytest.raises(ArchiveError, match="division by zero"):
+        _drain_copy(archive.connection, query, "reading", archive.dsn)
+    assert archive.connection.execute("SELECT 7").fetchone() == (7,)
+
+
+@pytest.mark.parametrize("compiled", [True, False])
+def test_copy_out_connection_lost_midway_is_an_outage(pg_dsn, monkeypatch, compiled):
+    if not compiled:
+        monkeypatch.setattr(libpq, "_cached", (True, None))
+    query = (
+        b"COPY (SELECT CASE WHEN x = 30000 THEN pg_terminate_backend(pg_backend_pid()) END "
+        b"FROM generate_series(1, 40000) x) TO STDOUT (FORMAT BINARY)"
+    )
+    with Archive(pg_dsn, PLAIN, clock=lambda: NOW) as a:
+        with pytest.raises(ServiceUnavailableError, match="not reachable") as err:
+            _drain_copy(a.connection, query, "reading", "postgresql://u:secret@h/db")
+        assert "secret" not in str(err.value)
+
+
+def test_compiled_copy_reader_honours_ctrl_c(archive):
+    assert libpq.copy_drain() is not None
+    timer = threading.Timer(
+        0.3, signal.pthread_kill, (threading.main_thread().ident, signal.SIGINT)
+    )
+    timer.start()
+    t = time.monotonic()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            _drain_copy(
+                archive.connection,
+                b"COPY (SELECT pg_sleep(3)) TO STDOUT (FORMAT BINARY)",
+                "reading",
+                archive.dsn,
+            )
+    finally:
+        timer.cancel()
+    assert time.monotonic() - t < 1.5
+    archive.connection.cancel_safe()
+
+
+def test_copy_drain_rejects_null_addresses():
+    from ext.pgcopy import CopyDrain
+
+    with pytest.raises(ValueError, match="non-zero"):
+        CopyDrain(0, 1, 1, 1)
+    with pytest.raises(ValueError, match="PGconn"):
+        CopyDrain(1, 1, 1, 1).drain(0)
 
 
 def test_copy_output_decoder_checks_header_and_every_length():
