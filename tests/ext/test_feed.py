@@ -565,6 +565,21 @@ def _okx_compact(action, bids, asks, seq, prev, checksum, ps, ss):
     return json.dumps(msg, separators=(",", ":")).encode()
 
 
+def test_okx_book_checksum_with_inferred_scales_below_the_drawn_ones():
+    # Found by hypothesis: size 10 at scale 1 is sent as "1", so the book infers scale 0
+    # and holds 1; its checksum text must be "1000001:1" (the value), not "...:10".
+    f = OkxFeed()
+    asks = {10**6 + 1: 10}
+    ck = _ref_checksum({}, asks, 0, 1)
+    assert f.on_frame(_okx_compact("snapshot", [], sorted(asks.items()), 1, -1, ck, 0, 1)) == (
+        F.SNAPSHOT
+    )
+    assert f.on_frame(_okx_compact("update", [], [], 2, 1, ck, 0, 1)) in (F.UPDATE, F.HEARTBEAT)
+    book = f.book("BTC-USDT", "books")
+    assert (book.price_scale, book.size_scale) == (0, 0)
+    assert F.book_checksum(book) == ck == _ref_checksum({}, {10**6 + 1: 1}, 0, 0)
+
+
 @settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.data())
 def test_okx_checksum_cache_matches_reference_over_update_sequences(data):
@@ -615,7 +630,8 @@ def test_okx_checksum_cache_matches_reference_over_update_sequences(data):
             continue
         assert res in (F.UPDATE, F.HEARTBEAT), F.RESULT_NAMES[res]
     book = f.book("BTC-USDT", "books")
-    assert F.book_checksum(book) == _ref_checksum(bids, asks, book.price_scale, book.size_scale)
+    # the drawn integers are at (ps, ss); the book may hold them at inferred scales
+    assert F.book_checksum(book) == _ref_checksum(bids, asks, ps, ss)
     stats = f.stats()[0]["checksums"]
     assert stats["mismatched"] == 0
     bad = _okx_compact("update", [], [], seq + 1, seq, (ck + 1) or 1, ps, ss)
