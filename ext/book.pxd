@@ -9,9 +9,10 @@ with no Python objects and no GIL, and reads or writes ``book.last_update_id`` a
 Layout (see ``docs/book.md``): one sorted array of slots per side, the best level in the
 LAST slot. Keys are ``price`` on the bid side and ``-price`` on the ask side, so both sides
 are ascending and "better" means "larger key". A deleted level becomes a tombstone (size 0,
-key kept) so a price that comes back is revived in place without moving memory; the last
-slot of a side is never a tombstone, tombstones are compacted away once they are half of
-the slots.
+key kept) so a price that comes back is revived in place without moving memory; an
+insert far below the top fills a tombstone within ``BOOK_NEAR_DEAD`` slots instead of
+shifting the whole tail; the last slot of a side is never a tombstone, tombstones are
+compacted away once they are half of the slots.
 """
 
 from libc.stdint cimport INT64_MAX, INT64_MIN, int64_t, uint64_t
@@ -43,6 +44,8 @@ cdef enum:
 cdef enum:
     BOOK_MIN_CAPACITY = 16
     BOOK_COMPACT_MIN_DEAD = 32
+    # an insert that would shift more slots than this fills a tombstone this near instead
+    BOOK_NEAR_DEAD = 16
 
 
 cdef struct BookSide:
@@ -167,6 +170,48 @@ cdef inline Py_ssize_t book_lower_bound_near(const int64_t* keys, Py_ssize_t n,
     return (b - keys) + (b[0] < key)
 
 
+cdef inline bint book_fill_dead(BookSide* s, int64_t key, lots_t size,
+                                Py_ssize_t i) noexcept nogil:
+    """Insert ``key`` (absent; ``i`` its lower bound, ``i + BOOK_NEAR_DEAD < n``) into the
+    nearest tombstone within ``BOOK_NEAR_DEAD`` slots above ``i`` or below it.
+
+    Above (slot ``j >= i``): slots ``[i, j)`` move up one and ``key`` takes slot ``i``.
+    Below (``j < i``): slots ``(j, i)`` move down one and ``key`` takes slot ``i - 1``.
+    Either way the keys stay ascending (the tombstone's key is dropped), ``n`` is unchanged
+    and one tombstone fewer remains. Returns False (nothing changed) when no tombstone is
+    that near; the caller then shifts the whole tail as usual.
+    """
+    cdef int64_t* keys = s.keys
+    cdef int64_t* sizes = s.sizes
+    cdef Py_ssize_t j, lo
+    for j in range(i, i + BOOK_NEAR_DEAD):
+        if sizes[j] == 0:
+            while j > i:
+                keys[j] = keys[j - 1]
+                sizes[j] = sizes[j - 1]
+                j -= 1
+            keys[i] = key
+            sizes[i] = size
+            s.dead -= 1
+            s.layout += 1
+            return True
+    lo = i - BOOK_NEAR_DEAD if i > BOOK_NEAR_DEAD else 0
+    j = i - 1
+    while j >= lo:
+        if sizes[j] == 0:
+            while j < i - 1:
+                keys[j] = keys[j + 1]
+                sizes[j] = sizes[j + 1]
+                j += 1
+            keys[i - 1] = key
+            sizes[i - 1] = size
+            s.dead -= 1
+            s.layout += 1
+            return True
+        j -= 1
+    return False
+
+
 cdef inline int book_apply_at(OrderBook book, int side, int64_t key, lots_t size,
                               Py_ssize_t i) noexcept nogil:
     """The mutation of ``book_apply`` once ``i = book_lower_bound(keys, n, key)`` is known.
@@ -201,6 +246,10 @@ cdef inline int book_apply_at(OrderBook book, int side, int64_t key, lots_t size
     if size == 0:
         book.absent_deletes += 1
         return BOOK_NOOP
+    if s.dead != 0 and n - i > BOOK_NEAR_DEAD:
+        # a long shift: move only the slots up to a nearby tombstone and reuse it
+        if book_fill_dead(s, key, size, i):
+            return BOOK_CHANGED
     if n == s.cap:
         if book._grow(side) != 0:
             return BOOK_ENOMEM

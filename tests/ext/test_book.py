@@ -390,6 +390,37 @@ def test_capacity_grows_geometrically_past_initial_size():
     assert_same(book, ref)
 
 
+@pytest.mark.parametrize("side", [BID, ASK])
+@pytest.mark.parametrize("gap", [-14, -5, -1, 0, 1, 7, 15])
+def test_deep_insert_reuses_a_nearby_tombstone_instead_of_growing(side, gap):
+    # 64 levels fill the 64 slots; one deleted 30 ranks below the top leaves a tombstone.
+    # A new price inserted within 16 slots of it, far (> 16 slots) below the top, takes
+    # the tombstone's place: the side does not grow and the order stays exact.
+    book = OrderBook(capacity=64)
+    ref = RefBook()
+    sign = 1 if side == BID else -1
+    for r in range(64):  # rank r from the top: bid 1000 - 10 r, ask 1000 + 10 r
+        price = 1000 - sign * 10 * r
+        book.apply(side, price, r + 1)
+        ref.apply(side, price, r + 1)
+    assert book.capacity(side) == 64
+    dead = 1000 - sign * 10 * 30
+    book.apply(side, dead, 0)
+    ref.apply(side, dead, 0)
+    new = dead - sign * (10 * gap + 5)  # between ranks 30 + gap and 31 + gap
+    book.apply(side, new, 777)
+    ref.apply(side, new, 777)
+    assert book.capacity(side) == 64, "the insert should have filled the tombstone"
+    assert book.level_count(side) == 64
+    assert_same(book, ref, probe_qty=500, probe_dist=400)
+    # too far from any tombstone: the usual shift (and growth)
+    far = 1000 - sign * (10 * 62 + 5)
+    book.apply(side, far, 5)
+    ref.apply(side, far, 5)
+    assert book.capacity(side) == 128
+    assert_same(book, ref, probe_qty=500, probe_dist=700)
+
+
 def test_compaction_after_mass_delete_keeps_order():
     book = OrderBook()
     ref = RefBook()
