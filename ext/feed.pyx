@@ -1206,6 +1206,10 @@ cdef int _install_side(OrderBook book, int side, const int64_t* prices,
     return 0
 
 
+cdef enum:
+    SNAP_SCALE_PROBE = 8    # levels per side the first scale inference of a snapshot reads
+
+
 cdef bint _snapshot_fast(Feed self, int idx, OrderBook book, Span bids, Span asks,
                          int64_t last_id) except -1:
     """Load a snapshot whose levels all parse at the instrument's current scales and come
@@ -1221,17 +1225,7 @@ cdef bint _snapshot_fast(Feed self, int idx, OrderBook book, Span bids, Span ask
     cdef int64_t* bs
     cdef int64_t* ap
     cdef int64_t* asz
-    cdef int ps = it.price_scale, ss = it.size_scale
-    if not it.locked:
-        # scale inference as in the general path: raise the scales once, up front
-        if _levels_decimals(self._p, bids, &ps, &ss) != 0 \
-                or _levels_decimals(self._p, asks, &ps, &ss) != 0:
-            return False
-        if ps > SCALED_MAX_SCALE or ss > SCALED_MAX_SCALE:
-            return False
-        if ps > it.price_scale or ss > it.size_scale:
-            book.clear()
-            self._rescale(idx, max(ps, it.price_scale), max(ss, it.size_scale))
+    cdef int ps, ss, attempt, limit
     mem = <int64_t*>PyMem_Malloc(<size_t>(2 * (cap_b + cap_a)) * sizeof(int64_t))
     if mem == NULL:
         raise MemoryError()
@@ -1240,9 +1234,34 @@ cdef bint _snapshot_fast(Feed self, int idx, OrderBook book, Span bids, Span ask
         bs = mem + cap_b
         ap = mem + 2 * cap_b
         asz = ap + cap_a
-        nb = _levels_fast(self._p, bids, it.price_scale, it.size_scale, bp, bs, cap_b)
-        na = _levels_fast(self._p, asks, it.price_scale, it.size_scale, ap, asz, cap_a) \
-            if nb >= 0 else -1
+        nb = na = -1
+        for attempt in range(2):
+            if not it.locked:
+                # scale inference as in the general path: raise the scales up front. The
+                # first attempt looks at the best SNAP_SCALE_PROBE levels of each side
+                # only: if every level then parses at those scales, no level needs more
+                # decimals (the same scales as a scan of all of them); otherwise the
+                # second attempt scans them all.
+                ps = it.price_scale
+                ss = it.size_scale
+                limit = SNAP_SCALE_PROBE if attempt == 0 else -1
+                if _levels_decimals(self._p, bids, &ps, &ss, limit) != 0 \
+                        or _levels_decimals(self._p, asks, &ps, &ss, limit) != 0:
+                    return False
+                if ps > SCALED_MAX_SCALE or ss > SCALED_MAX_SCALE:
+                    return False
+                if ps > it.price_scale or ss > it.size_scale:
+                    book.clear()
+                    self._rescale(idx, max(ps, it.price_scale), max(ss, it.size_scale))
+                elif attempt == 1:
+                    return False    # nothing needs more decimals: another shape
+            elif attempt == 1:
+                return False
+            nb = _levels_fast(self._p, bids, it.price_scale, it.size_scale, bp, bs, cap_b)
+            na = _levels_fast(self._p, asks, it.price_scale, it.size_scale, ap, asz, cap_a) \
+                if nb >= 0 else -1
+            if nb >= 0 and na >= 0:
+                break
         if nb < 0 or na < 0:
             return False
         for j in range(1, nb):
@@ -1285,9 +1304,11 @@ cdef inline Py_ssize_t _frac_digits(const unsigned char* p, Py_ssize_t i, Py_ssi
     return j + 1
 
 
-cdef int _levels_decimals(const unsigned char* p, Span arr, int* ps, int* ss) noexcept nogil:
+cdef int _levels_decimals(const unsigned char* p, Span arr, int* ps, int* ss,
+                          Py_ssize_t limit) noexcept nogil:
     """Raise ``ps``/``ss`` to the decimals the levels of ``arr`` need (shape as
-    ``_levels_fast``); 0, or -1 for any other shape."""
+    ``_levels_fast``), looking at the first ``limit`` levels only when ``limit >= 0``;
+    0, or -1 for any other shape (of the levels looked at)."""
     cdef Py_ssize_t n = arr.end, i = skip_ws(p, arr.start, arr.end), j
     cdef int d = 0
     if i >= n or p[i] != 91:
@@ -1296,6 +1317,9 @@ cdef int _levels_decimals(const unsigned char* p, Span arr, int* ps, int* ss) no
     if i < n and p[i] == 93:
         return 0
     while True:
+        if limit == 0:
+            return 0
+        limit -= 1
         if i + 1 >= n or p[i] != 91 or p[i + 1] != 34:
             return -1
         j = _frac_digits(p, i + 2, n, &d)

@@ -174,6 +174,52 @@ def test_scales_inferred_then_raised_exactly():
     assert book.best_ask() == (10_000_000_000_001, 25_000_000_005)
 
 
+@pytest.mark.parametrize("deep", [0, 7, 8, 9, 30])
+@pytest.mark.parametrize("column", ["price", "size"])
+def test_snapshot_scales_cover_a_finer_level_past_the_probed_ones(deep, column):
+    # the fast snapshot path infers scales from the best 8 levels a side first; a level
+    # further down that needs more decimals must still raise them (and be exact)
+    n = 40
+    bids = [(f"{1000 - i}.5", f"{i + 1}.25") for i in range(n)]
+    asks = [(f"{2000 + i}.5", "3") for i in range(n)]
+    if column == "price":
+        bids[deep] = (f"{1000 - deep}.125", bids[deep][1])
+    else:
+        asks[deep] = (asks[deep][0], "0.0001")
+
+    def frame(seq: int) -> bytes:  # compact, as OKX sends it (the fast path's shape)
+        d = {
+            "asks": [[p, q, "0", "1"] for p, q in asks],
+            "bids": [[p, q, "0", "1"] for p, q in bids],
+            "ts": "1",
+            "checksum": 0,
+            "seqId": seq,
+            "prevSeqId": -1,
+        }
+        msg = {"arg": {"channel": "books", "instId": "BTC-USDT"}, "action": "snapshot"}
+        return json.dumps({**msg, "data": [d]}, separators=(",", ":")).encode()
+
+    f = OkxFeed()
+    assert f.on_frame(frame(1)) == F.SNAPSHOT
+    book = f.book("BTC-USDT", "books")
+    ps, ss = (3, 2) if column == "price" else (1, 4)
+    assert (book.price_scale, book.size_scale) == (ps, ss)
+    bp, bq = book.top_copy(BID, n)
+    ap, aq = book.top_copy(ASK, n)
+    from decimal import Decimal
+
+    def scaled(text: str, k: int) -> int:
+        return int(Decimal(text).scaleb(k))
+
+    assert bp.tolist() == [scaled(p, ps) for p, _ in bids]
+    assert bq.tolist() == [scaled(q, ss) for _, q in bids]
+    assert ap.tolist() == [scaled(p, ps) for p, _ in asks]
+    assert aq.tolist() == [scaled(q, ss) for _, q in asks]
+    # the next snapshot at known scales loads the same way
+    assert f.on_frame(frame(5)) == F.SNAPSHOT
+    assert book.top_copy(BID, n)[0].tolist() == bp.tolist()
+
+
 def test_locked_scale_rejects_finer_value():
     f = BinanceFeed("spot")
     f.set_scales("BTCUSDT", "depth", 2, 5)
