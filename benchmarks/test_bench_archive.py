@@ -74,10 +74,12 @@ def archive(dsn: str) -> Iterator[Archive]:
         yield a
 
 
-def trades(n: int, inst: int = 1, t0: int = NOW - 3 * 3600 * SEC) -> np.ndarray:
+def trades(
+    n: int, inst: int = 1, t0: int = NOW - 3 * 3600 * SEC, step_ns: int = 5000
+) -> np.ndarray:
     rng = np.random.default_rng(inst)
     r = empty(RecordKind.TRADE, n)
-    r["exch_ns"] = t0 + np.arange(n, dtype=np.int64) * 5000
+    r["exch_ns"] = t0 + np.arange(n, dtype=np.int64) * step_ns
     r["recv_ns"] = r["exch_ns"] + rng.integers(0, 10**6, n)
     r["trade_id"] = np.arange(n) + 1
     r["price"] = 6_000_000 + rng.integers(-5000, 5000, n)
@@ -246,7 +248,9 @@ def test_copy_reference_executemany(benchmark, archive):
 @pytest.fixture(scope="module")
 def replay_data(archive: Archive) -> np.ndarray:
     _truncate(archive)
-    recs = trades(N_REPLAY, inst=3)
+    # spread over the whole replay window (one trade every 14.4 ms), as a real hour of
+    # trades is: the time slices of read_connections=2 then hold half of the rows each
+    recs = trades(N_REPLAY, inst=3, t0=NOW - 4 * 3600 * SEC, step_ns=4 * 3600 * SEC // N_REPLAY)
     archive.insert(recs)
     archive.connection.execute("VACUUM ANALYZE trades")
     return recs
@@ -272,9 +276,11 @@ def _replay(benchmark, a: Archive, want: np.ndarray) -> None:
 
 
 @pytest.mark.benchmark(group="archive-replay")
-def test_replay_trades_ext(benchmark, archive, replay_data):
-    assert archive.settings.read_connections == 1
-    _replay(benchmark, archive, replay_data)
+def test_replay_trades_ext(benchmark, dsn, replay_data):
+    """One connection (``read_connections=1``)."""
+    settings = ArchiveSettings(timescale="off", read_connections=1)
+    with Archive(dsn, settings, clock=lambda: NOW) as one:
+        _replay(benchmark, one, replay_data)
 
 
 @pytest.mark.benchmark(group="archive-replay")
@@ -286,10 +292,21 @@ def test_replay_trades_two_connections_ext(benchmark, dsn, replay_data):
 
 
 @pytest.mark.benchmark(group="archive-replay")
-def test_replay_trades_python_loop(benchmark, archive, replay_data, monkeypatch):
-    """The COPY stream read by libpq calls from Python (the fallback of the compiled reader)."""
+def test_replay_trades_python_loop(benchmark, dsn, replay_data, monkeypatch):
+    """One connection, the stream read by libpq calls from Python (the fallback)."""
     monkeypatch.setattr(libpq, "_cached", (True, None))
-    _replay(benchmark, archive, replay_data)
+    settings = ArchiveSettings(timescale="off", read_connections=1)
+    with Archive(dsn, settings, clock=lambda: NOW) as one:
+        _replay(benchmark, one, replay_data)
+
+
+@pytest.mark.benchmark(group="archive-replay")
+def test_replay_trades_two_connections_python_loop(benchmark, dsn, replay_data, monkeypatch):
+    """``read_connections=2`` with the Python loop: the two drains share the GIL."""
+    monkeypatch.setattr(libpq, "_cached", (True, None))
+    settings = ArchiveSettings(timescale="off", read_connections=2)
+    with Archive(dsn, settings, clock=lambda: NOW) as two:
+        _replay(benchmark, two, replay_data)
 
 
 @pytest.mark.benchmark(group="archive-replay")

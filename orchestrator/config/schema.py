@@ -186,7 +186,7 @@ class ArchiveConfig:
     bars_refresh_days: int = 2
     max_batch_days: int = 31
     batch_key_days: int = 7
-    read_connections: int = 1
+    read_connections: int = 2
 
 
 @dataclass(frozen=True)

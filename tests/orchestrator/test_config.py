@@ -231,10 +231,11 @@ def test_archive_settings_come_from_the_config(compose):
         load_config(compose("archive.chunk_days=0"))
     assert (
         archive_settings(
-            load_config(compose("archive.read_connections=2")).archive
+            load_config(compose("archive.read_connections=3")).archive
         ).read_connections
-        == 2
+        == 3
     )
+    assert archive_settings(load_config(compose()).archive).read_connections == 2
     with pytest.raises(ConfigError, match=r"archive\.read_connections"):
         load_config(compose("archive.read_connections=0"))
 
