@@ -1116,21 +1116,24 @@ class Archive:
 
     def _copy_out(self, spec: TableSpec, where: sql.Composable) -> npt.NDArray[np.void]:
         """Rows of ``spec`` matching ``where`` as records, in replay order (:func:`_sorted`)."""
-        return self._copy_out_slices(spec, [where])
+        (rows,) = self._copy_out_slices(spec, [where])
+        return rows
 
     def _copy_out_slices(
         self,
         spec: TableSpec,
         wheres: Sequence[sql.Composable],
         constant: Mapping[str, int] | None = None,
-    ) -> npt.NDArray[np.void]:
-        """Rows of ``spec`` matching each of ``wheres`` (consecutive exchange-time slices).
+    ) -> list[npt.NDArray[np.void]]:
+        """Rows of ``spec`` matching each of ``wheres``, one array per slice.
 
         Slice ``i`` is read on connection ``i`` (:meth:`_reader`), the others in the read
-        pool's threads while this thread reads slice 0; the slices are concatenated in
-        order and put in replay order (:func:`_sorted`). ``constant`` maps column names
-        that every matching row has the same value in (``wheres`` pins them) to that
-        value: the server does not send them (each field sent costs it ~60 ns a row).
+        pool's threads while this thread reads slice 0; each slice is put in replay order
+        (:func:`_sorted`) in its thread. For consecutive exchange-time slices the arrays,
+        in order, are the whole result in replay order (no concatenation). ``constant``
+        maps column names that every matching row has the same value in (``wheres`` pins
+        them) to that value: the server does not send them (each field sent costs it ~60
+        ns a row).
         """
         constant = constant or {}
         cols = [c for c in spec.columns if c.source != "@ts" and c.name not in constant]
@@ -1169,10 +1172,10 @@ class Archive:
             out.view(target)[...] = be[names]  # one structured cast: by position, swaps bytes
             for source, value in fill.items():
                 out[source] = value
-            return out
+            return _sorted(spec, out)
 
         if len(texts) == 1:
-            return _sorted(spec, one(0, self._conn))
+            return [one(0, self._conn)]
         with self._read_lock:
             if self._pool is None:
                 self._pool = ThreadPoolExecutor(
@@ -1196,7 +1199,7 @@ class Archive:
                     error = error or exc
             if error is not None:
                 raise error
-        return _sorted(spec, np.concatenate(parts))
+        return parts
 
     def read(
         self,
@@ -1255,11 +1258,12 @@ class Archive:
                 for a, b in itertools.pairwise(cuts)
             ]
             # one instrument: the WHERE pins the column, so the server need not send it
-            arr = self._copy_out_slices(
+            parts = self._copy_out_slices(
                 spec, wheres, {"instrument": ids[0]} if len(ids) == 1 else None
             )
-            for off in range(0, len(arr), chunk_rows):
-                yield arr[off : off + chunk_rows]
+            for arr in parts:
+                for off in range(0, len(arr), chunk_rows):
+                    yield arr[off : off + chunk_rows]
             t = u
 
     def read_trades(
