@@ -187,6 +187,7 @@ class ArchiveConfig:
     max_batch_days: int = 31
     batch_key_days: int = 7
     read_connections: int = 2
+    instrument_partitions: int = 4
 
 
 @dataclass(frozen=True)

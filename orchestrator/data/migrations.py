@@ -8,7 +8,8 @@ A migration is a frozen list of SQL statements per *variant*:
   ``first``/``last``).
 * ``plain`` - PostgreSQL without the extension: the same tables are declaratively
   partitioned by range of ``ts`` (daily partitions, created ahead of need by
-  :meth:`orchestrator.data.archive.Archive.ensure_partitions`), and bars are a
+  :meth:`orchestrator.data.archive.Archive.ensure_partitions`, each split by
+  ``HASH (instrument)`` per ``ArchiveSettings.instrument_partitions``), and bars are a
   materialized view with a unique index (so it can be refreshed ``CONCURRENTLY``).
 
 Policies that come from configuration (chunk interval, compression and retention ages,

@@ -227,6 +227,56 @@ def test_partitions_created_ahead_and_on_demand(archive):
     }
 
 
+def _hash_children(a: Archive, parent: str) -> dict[str, int]:
+    """Sub-partition name -> rows it holds, of one daily partition."""
+    rows = a.connection.execute(
+        "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+        "JOIN pg_class p ON p.oid = i.inhparent WHERE p.relname = %s",
+        (parent,),
+    ).fetchall()
+    return {
+        r[0]: a.connection.execute(f'SELECT count(*) FROM "{r[0]}"').fetchone()[0] for r in rows
+    }
+
+
+@pytest.mark.parametrize("hashed", [1, 3])
+def test_daily_partitions_are_hash_split_by_instrument(pg_dsn, hashed):
+    settings = ArchiveSettings(timescale="off", instrument_partitions=hashed)
+    with Archive(pg_dsn, settings, clock=lambda: NOW) as a:
+        a.migrate(NOW)
+        recs = np.concatenate([make_trades(40, inst, 1, NOW, seed=inst) for inst in range(1, 9)])
+        assert a.insert(recs).inserted == len(recs)
+        assert a.insert(recs).duplicates == len(recs)  # the key is enforced per sub-partition
+        children = _hash_children(a, "trades_p20240808")
+        if hashed == 1:
+            assert children == {}
+            assert count(a, "trades_p20240808") == len(recs)
+        else:
+            assert sorted(children) == [f"trades_p20240808_h{r}" for r in range(hashed)]
+            assert sum(children.values()) == len(recs)
+            # each instrument's rows all sit in one sub-partition, and 8 ids spread out
+            assert sum(1 for v in children.values() if v) > 1
+            for inst in range(1, 9):
+                where = [
+                    name
+                    for name in children
+                    if a.connection.execute(
+                        f'SELECT 1 FROM "{name}" WHERE instrument = %s LIMIT 1', (inst,)
+                    ).fetchone()
+                ]
+                assert len(where) == 1
+        got = np.concatenate(list(a.read_trades(list(range(1, 9)), NOW - SEC, NOW + SEC)))
+        order = np.lexsort((recs["trade_id"], recs["inst"], recs["exch_ns"]))
+        assert np.array_equal(np.sort(got, order=["exch_ns", "inst", "trade_id"]), recs[order])
+        one = np.concatenate(list(a.read_trades([5], NOW - SEC, NOW + SEC)))
+        assert one.tobytes() == recs[recs["inst"] == 5].tobytes()
+
+
+def test_instrument_partitions_is_checked():
+    with pytest.raises(ArchiveError, match="instrument_partitions must be 1..64"):
+        ArchiveSettings(instrument_partitions=0)
+
+
 def test_retention_drops_only_expired_partitions(pg_dsn):
     settings = ArchiveSettings(timescale="off", retention_days={"trades": 5, "ledger": 5})
     with Archive(pg_dsn, settings, clock=lambda: NOW) as a:
@@ -257,9 +307,11 @@ def test_retention_drops_only_expired_partitions(pg_dsn):
         # a late row for a dropped day is skipped, not resurrected
         late = a.insert(make_trades(3, 1, 1, NOW - 9 * NS_PER_DAY, first_id=9_999_000))
         assert (late.inserted, late.expired) == (0, 3)
-        assert "trades_p20240730" not in {
-            r[0] for r in a.connection.execute("SELECT tablename FROM pg_tables").fetchall()
-        }
+        tables = {r[0] for r in a.connection.execute("SELECT tablename FROM pg_tables").fetchall()}
+        assert "trades_p20240730" not in tables
+        # the dropped days' instrument sub-partitions went with them; kept days have theirs
+        assert not [t for t in tables if t.startswith("trades_p20240730_h")]
+        assert {f"trades_p20240804_h{r}" for r in range(PLAIN.instrument_partitions)} <= tables
 
 
 # ----------------------------------------------------------------------- bars

@@ -238,6 +238,15 @@ def test_archive_settings_come_from_the_config(compose):
     assert archive_settings(load_config(compose()).archive).read_connections == 2
     with pytest.raises(ConfigError, match=r"archive\.read_connections"):
         load_config(compose("archive.read_connections=0"))
+    assert archive_settings(load_config(compose()).archive).instrument_partitions == 4
+    assert (
+        archive_settings(
+            load_config(compose("archive.instrument_partitions=1")).archive
+        ).instrument_partitions
+        == 1
+    )
+    with pytest.raises(ConfigError, match=r"archive\.instrument_partitions"):
+        load_config(compose("archive.instrument_partitions=0"))
 
 
 def test_publish_settings_are_checked(compose):
