@@ -186,9 +186,7 @@ def test_copy_two_connections_ext(benchmark, archive, dsn):
         )
     _rate(benchmark, N_COPY, cpu)
     assert archive.connection.execute("SELECT count(*) FROM trades").fetchone()[0] == N_COPY
-    homes = archive.connection.execute(
-        "SELECT count(DISTINCT tableoid) FROM trades"
-    ).fetchone()[0]
+    homes = archive.connection.execute("SELECT count(DISTINCT tableoid) FROM trades").fetchone()[0]
     benchmark.extra_info["sub-partitions written"] = homes
     assert homes == 2  # the two instruments went to their own key indexes
 

@@ -273,7 +273,7 @@ def test_daily_partitions_are_hash_split_by_instrument(pg_dsn, hashed):
 
 
 def test_instrument_partitions_is_checked():
-    with pytest.raises(ArchiveError, match="instrument_partitions must be 1..64"):
+    with pytest.raises(ArchiveError, match=r"instrument_partitions must be 1\.\.64"):
         ArchiveSettings(instrument_partitions=0)
 
 
