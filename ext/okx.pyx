@@ -151,7 +151,7 @@ cdef inline Py_ssize_t _fmt_dec(char* out, int64_t v, int scale) noexcept nogil:
     cdef char tmp[48]
     cdef Py_ssize_t e = 24
     cdef bint neg = v < 0
-    cdef uint64_t u = <uint64_t>(-v) if neg else <uint64_t>v
+    cdef uint64_t u = (<uint64_t>0 - <uint64_t>v) if neg else <uint64_t>v
     cdef uint32_t r
     if u == 0:
         out[0] = 48

@@ -23,6 +23,8 @@ from ext.scaled cimport (
     SCALED_TOO_PRECISE,
     parse_scaled,
     significant_decimals,
+    slip_quoted_scaled,
+    slip_quoted_scaled_loop,
 )
 
 MAX_SCALE = SCALED_MAX_SCALE
@@ -192,3 +194,39 @@ def format_scaled(long long value, int scale) -> str:
     digits = digits.rjust(scale + 1, "0")
     whole, frac = digits[:-scale], digits[-scale:].rstrip("0")
     return f"{sign}{whole}.{frac}" if frac else sign + whole
+
+
+def quoted_scaled(const uint8_t[::1] buf not None, Py_ssize_t start, int scale,
+                  bint loop_only=False):
+    """The wire parsers' fast path on ``buf[start:]`` (the body of a JSON string; for tests).
+
+    Parameters
+    ----------
+    buf : bytes-like
+        The frame bytes; the parser never reads past ``len(buf)``.
+    start : int
+        Index just after the opening quote.
+    scale : int
+        Decimal places of the result, 0..18.
+    loop_only : bool, default False
+        Use the digit loop alone, without the 8-byte block parser in front of it.
+
+    Returns
+    -------
+    tuple of (int, int) or None
+        ``(value * 10**scale, index after the closing quote)``, or None when the text is
+        not a plain ``digits[.digits]`` that fits (the parsers' general path takes it).
+    """
+    cdef int64_t v = 0
+    cdef Py_ssize_t n = buf.shape[0], j
+    if not 0 <= scale <= SCALED_MAX_SCALE:
+        raise ValueError(f"scale must be within 0..{SCALED_MAX_SCALE}, was {scale}")
+    if not 0 <= start <= n:
+        raise ValueError(f"start must be within 0..{n}, was {start}")
+    if n == 0:
+        return None
+    if loop_only:
+        j = slip_quoted_scaled_loop(&buf[0], start, n, scale, &v)
+    else:
+        j = slip_quoted_scaled(&buf[0], start, n, scale, &v)
+    return None if j < 0 else (v, j)

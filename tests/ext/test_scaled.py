@@ -9,7 +9,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ext.scaled import MAX_SCALE, decimals_needed, format_scaled, to_scaled, to_scaled_many
+from ext.scaled import (
+    MAX_SCALE,
+    decimals_needed,
+    format_scaled,
+    quoted_scaled,
+    to_scaled,
+    to_scaled_many,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -151,3 +158,61 @@ def test_batch_validates_arguments():
     with pytest.raises(ValueError, match="scale must be"):
         to_scaled_many(buf, starts, ends, 40, np.zeros(2, dtype=np.int64))
     assert to_scaled_many(b"", starts[:0], ends[:0], 0, np.zeros(0, dtype=np.int64)) == 0
+
+
+# ------------------------------------------------- the wire parsers' quoted fast path
+
+
+def _quoted(body: str, pad: bytes = b"],[") -> bytes:
+    return b'["' + body.encode() + b'"' + pad
+
+
+@pytest.mark.parametrize(
+    ("body", "scale", "want"),
+    [
+        ("96534.2", 1, 965342),  # OKX price
+        ("0.06981371", 8, 6981371),  # OKX size, 8 fractional digits
+        ("3456.78000000", 2, 345678),  # Binance pads to 8 decimals
+        ("3456.78000000", 8, 345678000000),
+        ("0", 4, 0),  # a delete
+        ("5.", 3, 5000),
+        ("7", 0, 7),
+        ("1234567", 8, 123456700000000),  # 7 integer digits: the block parser's limit
+        ("12345678.5", 1, 123456785),  # 8 integer digits: the digit loop
+        ("0.000000001", 9, 1),  # scale 9: the digit loop
+        ("1.123456789", 9, 1123456789),  # 9 fractional digits: the digit loop
+        ("1.5", 0, None),  # finer than the scale
+        ("2.000000010", 8, 200000001),  # only zeros past the scale
+        ("2.000000011", 8, None),  # a non-zero digit past the scale, 9 digits
+        ("2.00000001", 7, None),  # ... within the 8-digit block
+        ("-1", 2, None),
+        (".5", 2, None),
+        ("", 2, None),
+        ("1e5", 2, None),
+        ("1.5e1", 2, None),
+    ],
+)
+def test_quoted_scaled_known_texts(body, scale, want):
+    for pad in (b"],[" + b" " * 20, b""):  # room for the 8-byte blocks, and none
+        buf = _quoted(body, pad)
+        got = quoted_scaled(buf, 2, scale)
+        assert got == quoted_scaled(buf, 2, scale, loop_only=True)
+        assert got == (None if want is None else (want, 3 + len(body)))
+
+
+@given(
+    st.text(alphabet="0123456789.", min_size=0, max_size=22),
+    st.integers(0, MAX_SCALE),
+    st.binary(max_size=12),
+    st.sampled_from([b'"', b"", b"0", b"x", b"."]),
+)
+def test_quoted_scaled_block_parser_equals_the_digit_loop(body, scale, pad, end):
+    """The 8-byte block parser accepts and rejects exactly what the digit loop does, at
+    any distance from the end of the buffer, and accepted values equal Decimal's."""
+    buf = b'["' + body.encode() + end + pad
+    got = quoted_scaled(buf, 2, scale)
+    assert got == quoted_scaled(buf, 2, scale, loop_only=True)
+    whole = body.partition(".")[0]
+    value = reference(body, scale) if body[:1].isdigit() and body.count(".") <= 1 else None
+    accepted = end == b'"' and value is not None and len(whole) + scale <= 18
+    assert got == ((value, 3 + len(body)) if accepted else None)
