@@ -9,6 +9,7 @@ per frame and per level.
 from __future__ import annotations
 
 import json
+import re
 from decimal import Decimal
 from pathlib import Path
 
@@ -83,6 +84,39 @@ def test_okx_books_frames_ext(benchmark):
 def test_okx_books_frames_with_deltas_ext(benchmark):
     """Every changed level also written as a delta record (the main job's default)."""
     _okx_ext(benchmark, deltas=True)
+
+
+OKX_UPDATES = OKX[1:]
+OKX_UPDATE_LEVELS = OKX_LEVELS - sum(
+    len(d["asks"]) + len(d["bids"]) for d in (json.loads(OKX[0])["data"][0],)
+)
+# the same update frames as live OKX sends them today: checksum 0 (nothing to verify)
+OKX_UPDATES_LIVE = [re.sub(rb'"checksum":-?\d+', b'"checksum":0', f) for f in OKX_UPDATES]
+
+
+@pytest.mark.parametrize("shape", ["checksummed", "live_checksum_0"])
+def test_okx_update_frames_ext(benchmark, shape):
+    """The 97 update frames alone (the snapshot is applied in the setup): what the
+    per-frame target is about. ``live_checksum_0``: the same frames with checksum 0, as
+    OKX sends them on live feeds today, so no CRC is computed."""
+    benchmark.group = "frame->book: OKX books BTC-USDT"  # gated against its reference
+    frames = OKX_UPDATES if shape == "checksummed" else OKX_UPDATES_LIVE
+    feeds: list[OkxFeed] = []
+
+    def setup():
+        feeds.append(OkxFeed(delta_capacity=0))
+        feeds[-1].on_frame(OKX[0])
+        return (feeds[-1],), {}
+
+    def run(feed: OkxFeed) -> None:
+        for raw in frames:
+            feed.on_frame(raw)
+
+    benchmark.pedantic(run, setup=setup, rounds=200, warmup_rounds=5)
+    checks = feeds[-1].stats()[0]["checksums"]
+    want = len(OKX) if shape == "checksummed" else 1  # the snapshot's own is verified
+    assert checks["verified"] == want and checks["mismatched"] == 0
+    _report(benchmark, len(OKX_UPDATES), OKX_UPDATE_LEVELS)
 
 
 def _okx_ext(benchmark, deltas: bool) -> None:
