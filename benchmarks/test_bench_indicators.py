@@ -363,9 +363,8 @@ class PyRvol:
         self.var = math.nan
 
     def update(self, x: float) -> float:
-        lx = math.log(x)
-        r = lx - self.prev
-        self.prev = lx
+        r = math.log1p((x - self.prev) / self.prev)  # log(x / prev), as ext computes it
+        self.prev = x
         if math.isnan(r):
             return math.nan
         self.var = r * r if math.isnan(self.var) else self.lam * self.var + (1 - self.lam) * r * r

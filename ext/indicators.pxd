@@ -30,7 +30,7 @@ updates, so rounding drift is bounded however long a stream runs; a window whose
 all equal reports exactly that value as its mean and exactly 0 as its deviation.
 """
 
-from libc.math cimport NAN, exp, fabs, log, sqrt
+from libc.math cimport NAN, exp, fabs, log, log1p, sqrt
 from libc.stdint cimport int64_t, uint64_t
 from libc.stdlib cimport free, malloc
 
@@ -679,11 +679,36 @@ cdef inline double ind_boll_update(IndBoll* s, double x) noexcept nogil:
 
 # ---------------------------------------------------------------- realized volatility (EWMA)
 
+cdef inline double ind_log_return(double x, double prev, double inv_prev) noexcept nogil:
+    """``log(x / prev)`` for prices ``x, prev > 0`` (``inv_prev = 1 / prev``, computed when
+    ``prev`` arrived, so no division waits here), as ``log1p(d)`` with ``d = (x - prev) *
+    inv_prev``: ``x - prev`` is exact when the prices are within a factor 2, so the return
+    keeps full relative precision (~2 ulp; a difference of two logs of ~10 loses
+    ~|log x| / |r| ulps to cancellation: up to ~5e-9 relative for a one-tick move). For
+    ``|d| < 2**-7`` (moves under ~0.8 %) the series ``d - d**2/2 + ... + d**9/9`` is summed
+    inline (Estrin; the next term is below 2**-63 of ``d``); larger moves within a factor 2
+    call libm's ``log1p(d)``, and beyond it ``log(x * inv_prev)`` (``d`` is then no longer
+    exact, while the ratio is within an ulp)."""
+    cdef double d = (x - prev) * inv_prev
+    cdef double d2, d4
+    if IND_LIKELY(fabs(d) < 0.0078125):
+        d2 = d * d
+        d4 = d2 * d2
+        return d + d2 * (
+            ((-0.5 + d * 0.3333333333333333) + d2 * (-0.25 + d * 0.2))
+            + d4 * ((-0.16666666666666666 + d * 0.14285714285714285)
+                    + d2 * (-0.125 + d * 0.1111111111111111)))
+    if -0.5 <= d <= 1.0:
+        return log1p(d)
+    return log(x * inv_prev)
+
+
 cdef struct IndRvol:
     double lam              # decay per return
     double one_m_lam        # 1 - lam
     double var              # EWMA of squared log returns
-    double prev_log         # log of the previous price
+    double prev             # the previous price
+    double inv_prev         # 1 / prev
     Py_ssize_t n            # prices seen, saturates at 2
 
 
@@ -692,7 +717,8 @@ cdef inline void ind_rvol_init(IndRvol* s, double lam) noexcept nogil:
     s.lam = lam
     s.one_m_lam = 1.0 - lam
     s.var = 0.0
-    s.prev_log = 0.0
+    s.prev = 1.0
+    s.inv_prev = 1.0
     s.n = 0
 
 
@@ -700,9 +726,9 @@ cdef inline double ind_rvol_update(IndRvol* s, double x) noexcept nogil:
     """Add the price ``x > 0``; returns ``sqrt(EWMA(r**2))`` of the log returns ``r``
     (NaN for the first price). The EWMA starts at the first squared return, then
     ``var = lam * var + (1 - lam) * r**2`` (pandas ``ewm(alpha=1 - lam, adjust=False)``)."""
-    cdef double lx = log(x)
-    cdef double r = lx - s.prev_log
-    s.prev_log = lx
+    cdef double r = ind_log_return(x, s.prev, s.inv_prev)
+    s.prev = x
+    s.inv_prev = 1.0 / x
     if s.n >= 2:
         s.var = s.lam * s.var + s.one_m_lam * (r * r)
         return sqrt(s.var)
@@ -916,31 +942,34 @@ cdef inline double ind_roc_time_update(IndTimeWin* w, int64_t t, double x) noexc
 
 cdef struct IndRvolTime:
     IndTimeWin w            # values: squared log returns, stamped with the later price
-    double prev_log
+    double prev             # the previous price
+    double inv_prev         # 1 / prev
     bint has_prev
 
 
 cdef inline void ind_rvol_time_init(IndRvolTime* s, int64_t window) noexcept nogil:
     ind_tw_init(&s.w, window)
-    s.prev_log = 0.0
+    s.prev = 1.0
+    s.inv_prev = 1.0
     s.has_prev = False
 
 
 cdef inline double ind_rvol_time_update(IndRvolTime* s, int64_t t, double x) noexcept nogil:
     """Add the price ``x > 0`` at ``t``; returns ``sqrt(sum r_i**2)`` over the log returns
     stamped ``t_i > t - window`` (NaN until ``t - t_first_price >= window``)."""
-    cdef double lx = log(x)
     cdef double r
     cdef double tot
     if not s.has_prev:
         s.has_prev = True
-        s.prev_log = lx
+        s.prev = x
+        s.inv_prev = 1.0 / x
         s.w.started = True
         s.w.t_first = t
         s.w.t_last = t
         return NAN
-    r = lx - s.prev_log
-    s.prev_log = lx
+    r = ind_log_return(x, s.prev, s.inv_prev)
+    s.prev = x
+    s.inv_prev = 1.0 / x
     if ind_tw_push(&s.w, t, r * r) != IND_OK:
         return NAN
     tot = ind_tw_total(&s.w)

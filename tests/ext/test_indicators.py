@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import json
 import math
+from decimal import Context, Decimal
 from fractions import Fraction
 from functools import cache
 
@@ -233,7 +234,9 @@ def test_stddev_on_trades_matches_exact_and_talib(src):
 @pytest.mark.parametrize("lam", [0.0, 0.94, 0.999])
 def test_realized_vol_matches_pandas_ewm(src, lam):
     x = _series(src)
-    r2 = np.diff(np.log(x)) ** 2
+    # log returns as log1p of the relative move: np.diff(np.log(x)) loses up to ~5e-9
+    # relative to cancellation on small moves (see test_log_returns_are_exact_to_the_last_bits)
+    r2 = np.log1p(np.diff(x) / x[:-1]) ** 2
     ref = np.sqrt(pd.Series(r2).ewm(alpha=1.0 - lam, adjust=False).mean().to_numpy())
     got = ind.realized_vol(x, lam)
     assert np.isnan(got[0])
@@ -287,11 +290,36 @@ def test_mom_and_roc_time_match_asof_reference(src, window):
     same(ind.roc_time(t, x, window), (x / base - 1.0) * 100.0)
 
 
+def _exact_log_return(a: float, b: float) -> Decimal:
+    """``log(b / a)`` of two floats to 60 digits."""
+    ctx = Context(prec=60)
+    return ctx.divide(Decimal(float(b)), Decimal(float(a))).ln(ctx)
+
+
+def test_log_returns_are_exact_to_the_last_bits():
+    """``|log(x_t / x_{t-1})|`` (realized vol with ``lam = 0``) against 50-digit ``Decimal``:
+    within 1e-15 relative, including one-tick moves at high prices where a difference of
+    two logs loses ~1e-9, moves beyond the inline series (libm ``log1p``) and beyond a
+    factor 2 either way (``log`` of the ratio)."""
+    walk = _walk()[:20_000]
+    ticks = np.array([60_000.0, 60_000.1, 60_000.0, 60_000.2, 60_000.2, 59_999.9])
+    tiny = np.array([1e-8, 1.00000001e-8, 1e-8, 3e-8, 1e-8])  # priced at 1e-8, moves of 1e-16
+    jumps = np.array([100.0, 100.1, 99.95, 150.0, 75.0, 75.0 * (1 + 2**-7), 75.0, 151.0])
+    crash = np.array([1.0, 856_581.0, 0.00390625, 1.0, 2.0000001, 0.49999])  # beyond 2x
+    trades = _trades(TRADE_FILES[0])[1][:5_000]
+    for x in (walk, ticks, tiny, jumps, crash, trades):
+        got = ind.realized_vol(x, 0.0)[1:]
+        for i in range(len(x) - 1):
+            exact = abs(_exact_log_return(float(x[i]), float(x[i + 1])))
+            err = abs(Decimal(float(got[i])) - exact)
+            assert err <= Decimal("1e-15") * exact, (x[i], x[i + 1], got[i], exact)
+
+
 @pytest.mark.parametrize("src", TIMED)
 @pytest.mark.parametrize("window", [1_000, 1_000_000, 250_000_000])
 def test_realized_vol_time_matches_pandas_rolling_sum(src, window):
     t, x = _timed(src)
-    r2 = np.diff(np.log(x)) ** 2
+    r2 = np.log1p(np.diff(x) / x[:-1]) ** 2
     rs = pd.Series(r2, index=pd.to_datetime(t[1:])).rolling(pd.Timedelta(window, "ns")).sum()
     ref = np.concatenate([[np.nan], np.sqrt(np.maximum(rs.to_numpy(), 0.0))])
     ref[t - t[0] < window] = np.nan
@@ -564,7 +592,9 @@ PROP = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCh
 def test_ema_of_constant_is_the_constant(c, period, n):
     got = ind.ema(np.full(n, c), period)
     assert np.all(np.isnan(got[: period - 1]))
-    np.testing.assert_allclose(got[period - 1 :], c, rtol=1e-12, atol=0)
+    # ``(1 - k) * y + k * x`` rounds each product: relative 1e-12 for normal values, and
+    # an absolute subnormal step or two for subnormal ones (c = 5e-324 gave 0 at step 2)
+    np.testing.assert_allclose(got[period - 1 :], c, rtol=1e-12, atol=2 * 5e-324)
 
 
 @PROP
@@ -628,7 +658,6 @@ def test_time_windows_against_brute_force(tx, window):
     sma = ind.sma_time(t, x, window)
     mom = ind.mom_time(t, x, window)
     rv = ind.realized_vol_time(t, x, window)
-    lr = np.log(x)
     for i in range(len(t)):
         inside = [j for j in range(i + 1) if t[j] > t[i] - window]
         warm = t[i] - t[0] >= window
@@ -636,7 +665,7 @@ def test_time_windows_against_brute_force(tx, window):
         if warm:
             w = x[inside]
             assert abs(sma[i] - math.fsum(w) / len(w)) <= 1e-12 * np.max(w)
-            ret = [(lr[j] - lr[j - 1]) ** 2 for j in inside if j >= 1]
+            ret = [float(_exact_log_return(x[j - 1], x[j])) ** 2 for j in inside if j >= 1]
             assert math.isclose(rv[i], math.sqrt(math.fsum(ret)), rel_tol=1e-9, abs_tol=1e-12)
         before = [j for j in range(i + 1) if t[j] <= t[i] - window]
         if before:
