@@ -89,12 +89,10 @@ def test_okx_books_frames_with_deltas_ext(benchmark):
 
 
 OKX_UPDATES = OKX[1:]
-OKX_UPDATE_LEVELS = OKX_LEVELS - sum(
-    len(d["asks"]) + len(d["bids"]) for d in (json.loads(OKX[0])["data"][0],)
-)
 OKX_FRAME_LEVELS = [
     len(d["asks"]) + len(d["bids"]) for d in (json.loads(f)["data"][0] for f in OKX_UPDATES)
 ]
+OKX_UPDATE_LEVELS = sum(OKX_FRAME_LEVELS)
 # the same update frames as live OKX sends them today: checksum 0 (nothing to verify)
 OKX_UPDATES_LIVE = [re.sub(rb'"checksum":-?\d+', b'"checksum":0', f) for f in OKX_UPDATES]
 
@@ -109,8 +107,7 @@ def test_okx_update_frames_ext(benchmark, shape):
     feeds: list[OkxFeed] = []
 
     def setup():
-        feeds.append(OkxFeed(delta_capacity=0))
-        feeds[-1].on_frame(OKX[0])
+        feeds.append(_okx_after_snapshot())
         return (feeds[-1],), {}
 
     def run(feed: OkxFeed) -> None:
@@ -125,6 +122,12 @@ def test_okx_update_frames_ext(benchmark, shape):
     _per_frame(benchmark, frames)
 
 
+def _okx_after_snapshot() -> OkxFeed:
+    feed = OkxFeed(delta_capacity=0)
+    feed.on_frame(OKX[0])
+    return feed
+
+
 def _per_frame(benchmark, frames: list[bytes], replays: int = 300) -> None:
     """Each update frame timed on its own (best of ``replays`` in-order replays, the
     timer's own cost subtracted): the target is about a *typical* frame of 10-50 levels,
@@ -133,8 +136,7 @@ def _per_frame(benchmark, frames: list[bytes], replays: int = 300) -> None:
     timer = min(-clock() + clock() for _ in range(20_000))
     best = [1 << 62] * len(frames)
     for _ in range(replays):
-        feed = OkxFeed(delta_capacity=0)
-        feed.on_frame(OKX[0])
+        feed = _okx_after_snapshot()
         for i, raw in enumerate(frames):
             t = clock()
             feed.on_frame(raw)

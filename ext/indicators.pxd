@@ -703,12 +703,29 @@ cdef inline double ind_log_return(double x, double prev, double inv_prev) noexce
     return log(x * inv_prev)
 
 
+cdef struct IndLogRet:
+    double prev             # the previous price
+    double inv_prev         # 1 / prev
+
+
+cdef inline void ind_logret_start(IndLogRet* s, double x) noexcept nogil:
+    """Take ``x`` as the previous price."""
+    s.prev = x
+    s.inv_prev = 1.0 / x
+
+
+cdef inline double ind_logret_next(IndLogRet* s, double x) noexcept nogil:
+    """``log(x / previous price)``, then ``x`` becomes the previous price."""
+    cdef double r = ind_log_return(x, s.prev, s.inv_prev)
+    ind_logret_start(s, x)
+    return r
+
+
 cdef struct IndRvol:
     double lam              # decay per return
     double one_m_lam        # 1 - lam
     double var              # EWMA of squared log returns
-    double prev             # the previous price
-    double inv_prev         # 1 / prev
+    IndLogRet p             # the previous price
     Py_ssize_t n            # prices seen, saturates at 2
 
 
@@ -717,8 +734,7 @@ cdef inline void ind_rvol_init(IndRvol* s, double lam) noexcept nogil:
     s.lam = lam
     s.one_m_lam = 1.0 - lam
     s.var = 0.0
-    s.prev = 1.0
-    s.inv_prev = 1.0
+    ind_logret_start(&s.p, 1.0)
     s.n = 0
 
 
@@ -726,9 +742,7 @@ cdef inline double ind_rvol_update(IndRvol* s, double x) noexcept nogil:
     """Add the price ``x > 0``; returns ``sqrt(EWMA(r**2))`` of the log returns ``r``
     (NaN for the first price). The EWMA starts at the first squared return, then
     ``var = lam * var + (1 - lam) * r**2`` (pandas ``ewm(alpha=1 - lam, adjust=False)``)."""
-    cdef double r = ind_log_return(x, s.prev, s.inv_prev)
-    s.prev = x
-    s.inv_prev = 1.0 / x
+    cdef double r = ind_logret_next(&s.p, x)
     if s.n >= 2:
         s.var = s.lam * s.var + s.one_m_lam * (r * r)
         return sqrt(s.var)
@@ -942,15 +956,13 @@ cdef inline double ind_roc_time_update(IndTimeWin* w, int64_t t, double x) noexc
 
 cdef struct IndRvolTime:
     IndTimeWin w            # values: squared log returns, stamped with the later price
-    double prev             # the previous price
-    double inv_prev         # 1 / prev
+    IndLogRet p             # the previous price
     bint has_prev
 
 
 cdef inline void ind_rvol_time_init(IndRvolTime* s, int64_t window) noexcept nogil:
     ind_tw_init(&s.w, window)
-    s.prev = 1.0
-    s.inv_prev = 1.0
+    ind_logret_start(&s.p, 1.0)
     s.has_prev = False
 
 
@@ -961,15 +973,12 @@ cdef inline double ind_rvol_time_update(IndRvolTime* s, int64_t t, double x) noe
     cdef double tot
     if not s.has_prev:
         s.has_prev = True
-        s.prev = x
-        s.inv_prev = 1.0 / x
+        ind_logret_start(&s.p, x)
         s.w.started = True
         s.w.t_first = t
         s.w.t_last = t
         return NAN
-    r = ind_log_return(x, s.prev, s.inv_prev)
-    s.prev = x
-    s.inv_prev = 1.0 / x
+    r = ind_logret_next(&s.p, x)
     if ind_tw_push(&s.w, t, r * r) != IND_OK:
         return NAN
     tot = ind_tw_total(&s.w)

@@ -38,17 +38,10 @@ cdef extern from *:
     #else
     #define SLIP_SWAR 0
     #endif
-    /* Wire fast path: the body of a JSON string at p[i] (just after its opening quote),
-       of the plain form digits[.digits] with at most 18 digits kept, as the exact integer
-       value * 10**scale (0 <= scale <= 18). Fractional digits beyond `scale` must be
-       zeros (Binance pads to 8 decimals). Returns the index just after the closing quote,
-       or -1 when the text is anything else (sign, exponent, escape, too many digits, a
-       non-zero digit beyond the scale, overflow, no closing quote before n): the caller
-       then takes the general path, which handles or reports it. Never reads p[n]. */
     #if SLIP_SWAR
-    /* Byte k of the result is zero iff byte k of w is an ASCII digit. A byte >= 0xFA
-       carries into the next one, but it is itself a non-digit, so the first non-digit
-       byte is always found right. */
+    /* Byte k of the result is zero iff byte k of w is an ASCII digit ('0'..'9': high
+       nibble 3, and still 3 after adding 6). A byte >= 0xFA carries into the next one,
+       but it is itself a non-digit, so the first non-digit byte is always found right. */
     static inline uint64_t slip_nondigits8(uint64_t w) {
         return ((w & 0xF0F0F0F0F0F0F0F0ULL)
                 | (((w + 0x0606060606060606ULL) & 0xF0F0F0F0F0F0F0F0ULL) >> 4))
@@ -121,6 +114,13 @@ cdef extern from *:
         return j + fd + 1;
     }
     #endif
+    /* Wire fast path: the body of a JSON string at p[i] (just after its opening quote),
+       of the plain form digits[.digits] with at most 18 digits kept, as the exact integer
+       value * 10**scale (0 <= scale <= 18). Fractional digits beyond `scale` must be
+       zeros (Binance pads to 8 decimals). Returns the index just after the closing quote,
+       or -1 when the text is anything else (sign, exponent, escape, too many digits, a
+       non-zero digit beyond the scale, overflow, no closing quote before n): the caller
+       then takes the general path, which handles or reports it. Never reads p[n]. */
     #if defined(__GNUC__)
     __attribute__((always_inline))
     #endif
@@ -141,17 +141,11 @@ cdef extern from *:
             stop = f0 + scale < n ? f0 + scale : n;
     #if SLIP_SWAR
             while (stop - j >= 8) {             /* eight digits at a time */
-                uint64_t w, v;
+                uint64_t w;
                 memcpy(&w, p + j, 8);
-                /* each byte '0'..'9': high nibble 3, and still 3 after adding 6 */
-                if (((w & 0xF0F0F0F0F0F0F0F0ULL) | ((w + 0x0606060606060606ULL)
-                        & 0xF0F0F0F0F0F0F0F0ULL) >> 4) != 0x3333333333333333ULL)
+                if (slip_nondigits8(w) != 0)
                     break;
-                v = w - 0x3030303030303030ULL;  /* byte k = digit k (first digit lowest) */
-                v = (v * 10u + (v >> 8)) & 0x00FF00FF00FF00FFULL;      /* 2-digit lanes */
-                v = (v * 100u + (v >> 16)) & 0x0000FFFF0000FFFFULL;    /* 4-digit lanes */
-                v = (v * 10000u + (v >> 32)) & 0xFFFFFFFFULL;          /* 8 digits */
-                acc = acc * 100000000u + v;
+                acc = acc * 100000000u + slip_value8(w - 0x3030303030303030ULL);
                 j += 8;
             }
     #endif

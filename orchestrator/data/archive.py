@@ -782,7 +782,7 @@ class Archive:
                     sql.SQL(" PARTITION BY HASH (instrument)" if hashed > 1 else ""),
                 )
                 self._conn.execute(stmt)
-                for rem in range(hashed if hashed > 1 else 0):
+                for rem in range(hashed) if hashed > 1 else ():
                     self._conn.execute(
                         sql.SQL(
                             "CREATE TABLE IF NOT EXISTS {} PARTITION OF {} "

@@ -310,7 +310,7 @@ def test_log_returns_are_exact_to_the_last_bits():
     for x in (walk, ticks, tiny, jumps, crash, trades):
         got = ind.realized_vol(x, 0.0)[1:]
         for i in range(len(x) - 1):
-            exact = abs(_exact_log_return(float(x[i]), float(x[i + 1])))
+            exact = abs(_exact_log_return(x[i], x[i + 1]))
             err = abs(Decimal(float(got[i])) - exact)
             assert err <= Decimal("1e-15") * exact, (x[i], x[i + 1], got[i], exact)
 

@@ -207,28 +207,8 @@ def test_implausible_times_and_wrong_dtypes_are_refused(archive):
 # ------------------------------------------------------------ partitions, retention
 
 
-def test_partitions_created_ahead_and_on_demand(archive):
-    days = archive.partitions("trades", refresh=True)
-    assert set(range(TODAY - 1, TODAY + PLAIN.ahead_days + 1)) <= days
-    names = {
-        r[0]
-        for r in archive.connection.execute(
-            "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
-            "JOIN pg_class p ON p.oid = i.inhparent WHERE p.relname = 'deltas'"
-        ).fetchall()
-    }
-    assert "deltas_p20240808" in names and "deltas_p20240811" in names
-    assert not any("default" in n for n in names)
-    old = NOW - 20 * NS_PER_DAY  # 2024-07-19: not created ahead, within retention
-    res = archive.insert(make_trades(100, 1, 1, old))
-    assert res.inserted == 100 and res.expired == 0
-    assert "trades_p20240719" in {
-        r[0] for r in archive.connection.execute("SELECT tablename FROM pg_tables").fetchall()
-    }
-
-
-def _hash_children(a: Archive, parent: str) -> dict[str, int]:
-    """Sub-partition name -> rows it holds, of one daily partition."""
+def _children(a: Archive, parent: str) -> dict[str, int]:
+    """Partition name -> rows it holds, of the partitions directly under ``parent``."""
     rows = a.connection.execute(
         "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
         "JOIN pg_class p ON p.oid = i.inhparent WHERE p.relname = %s",
@@ -236,6 +216,20 @@ def _hash_children(a: Archive, parent: str) -> dict[str, int]:
     ).fetchall()
     return {
         r[0]: a.connection.execute(f'SELECT count(*) FROM "{r[0]}"').fetchone()[0] for r in rows
+    }
+
+
+def test_partitions_created_ahead_and_on_demand(archive):
+    days = archive.partitions("trades", refresh=True)
+    assert set(range(TODAY - 1, TODAY + PLAIN.ahead_days + 1)) <= days
+    names = set(_children(archive, "deltas"))
+    assert "deltas_p20240808" in names and "deltas_p20240811" in names
+    assert not any("default" in n for n in names)
+    old = NOW - 20 * NS_PER_DAY  # 2024-07-19: not created ahead, within retention
+    res = archive.insert(make_trades(100, 1, 1, old))
+    assert res.inserted == 100 and res.expired == 0
+    assert "trades_p20240719" in {
+        r[0] for r in archive.connection.execute("SELECT tablename FROM pg_tables").fetchall()
     }
 
 
@@ -247,7 +241,7 @@ def test_daily_partitions_are_hash_split_by_instrument(pg_dsn, hashed):
         recs = np.concatenate([make_trades(40, inst, 1, NOW, seed=inst) for inst in range(1, 9)])
         assert a.insert(recs).inserted == len(recs)
         assert a.insert(recs).duplicates == len(recs)  # the key is enforced per sub-partition
-        children = _hash_children(a, "trades_p20240808")
+        children = _children(a, "trades_p20240808")
         if hashed == 1:
             assert children == {}
             assert count(a, "trades_p20240808") == len(recs)
