@@ -19,7 +19,11 @@ Recovery
     acknowledging: the task may exist twice, the persist task is idempotent); every
     ``claim_every`` seconds it ``XAUTOCLAIM``s entries that another, dead bridge left pending
     for ``claim_idle_ms``. Re-published and claimed entries go out one task per entry, since
-    the entries between them may already be stored.
+    the entries between them may already be stored. After any failed bus call the bridge
+    also re-reads its own pending entries before reading new ones: Redis may have served an
+    ``XREADGROUP`` whose reply the outage swallowed, and those entries, pending on this
+    consumer, would otherwise wait ``claim_idle_ms`` for a claim. A failure while lingering
+    hands over the entries already in hand.
 
 Durability chain
     An entry is acknowledged on the stream once it is a message in the broker; from there
@@ -220,6 +224,9 @@ class Bridge:
         self._wanted = list(dict.fromkeys(streams))
         self._scanner: Any = None
         self._stop = asyncio.Event()
+        #: A bus call failed: an ``XREADGROUP`` may have been served without its reply, so
+        #: this consumer may own pending entries it never saw; re-read them before going on.
+        self._lost_reply = False
 
     @property
     def streams(self) -> list[str]:
@@ -385,13 +392,17 @@ class Bridge:
             if remaining <= 0:
                 break
             await asyncio.sleep(min(remaining, 0.01))
-            more = await self.bus.read(
-                self.group,
-                self.consumer,
-                self._streams,
-                self.entries_per_task - max(have.values()),
-                0,
-            )
+            try:
+                more = await self.bus.read(
+                    self.group,
+                    self.consumer,
+                    self._streams,
+                    self.entries_per_task - max(have.values()),
+                    0,
+                )
+            except ServiceUnavailableError:
+                self._lost_reply = True  # that read may have been served: recover_own finds it
+                break  # hand over what is in hand; the outage shows again on the next read
             if more:
                 reads.append(more)
                 for e in more:
@@ -455,6 +466,10 @@ class Bridge:
                     started = True
                     next_discover = now + self.discover_every
                     next_claim = now + self.claim_every
+                    self._lost_reply = False
+                elif self._lost_reply:
+                    await self.recover_own()
+                    self._lost_reply = False
                 if now >= next_discover:
                     await self.discover()
                     next_discover = now + self.discover_every
@@ -468,6 +483,7 @@ class Bridge:
                 delay = 0.05
             except ServiceUnavailableError as exc:
                 self.stats.bus_failures += 1
+                self._lost_reply = True
                 log.warning("bridge: bus unavailable (%s); retrying", exc)
                 delay = await self._backoff(delay)
             except BusError as exc:  # e.g. Redis came back empty: groups must be re-created
