@@ -738,19 +738,29 @@ cdef inline void ind_rvol_init(IndRvol* s, double lam) noexcept nogil:
     s.n = 0
 
 
-cdef inline double ind_rvol_update(IndRvol* s, double x) noexcept nogil:
-    """Add the price ``x > 0``; returns ``sqrt(EWMA(r**2))`` of the log returns ``r``
-    (NaN for the first price). The EWMA starts at the first squared return, then
+cdef inline void ind_rvol_step(IndRvol* s, double x) noexcept nogil:
+    """Add the price ``x > 0`` without taking the square root (read it with
+    ``ind_rvol_value`` when needed). The EWMA starts at the first squared return, then
     ``var = lam * var + (1 - lam) * r**2`` (pandas ``ewm(alpha=1 - lam, adjust=False)``)."""
     cdef double r = ind_logret_next(&s.p, x)
-    if s.n >= 2:
+    if IND_LIKELY(s.n >= 2):
         s.var = s.lam * s.var + s.one_m_lam * (r * r)
-        return sqrt(s.var)
+        return
     s.n += 1
     if s.n == 2:
         s.var = r * r
-        return sqrt(s.var)
-    return NAN
+
+
+cdef inline double ind_rvol_value(const IndRvol* s) noexcept nogil:
+    """``sqrt(EWMA(r**2))`` (NaN before the second price)."""
+    return sqrt(s.var) if s.n >= 2 else NAN
+
+
+cdef inline double ind_rvol_update(IndRvol* s, double x) noexcept nogil:
+    """Add the price ``x > 0``; returns ``sqrt(EWMA(r**2))`` of the log returns ``r``
+    (NaN for the first price): ``ind_rvol_step`` then ``ind_rvol_value``."""
+    ind_rvol_step(s, x)
+    return ind_rvol_value(s)
 
 
 # ---------------------------------------------------------------- EMA by time decay

@@ -516,8 +516,14 @@ cdef extern from *:
                 sm = t; \
                 mass += fabs(t); \
                 asum += da[k]; \
-                o[k] = sh + t * ip; \
+                o[k] = t; \
             } \
+            for (k = 0; k + 4 <= n; k += 4) { \
+                ind_v4d t = *(ind_v4d*)(o + k); \
+                *(ind_v4d*)(o + k) = sh + t * ip; \
+            } \
+            for (; k < n; k++) \
+                o[k] = sh + o[k] * ip; \
         } else { \
             for (k = 0; k < n; k++) { \
                 double t = sm + dd[k]; \
@@ -536,6 +542,10 @@ cdef extern from *:
         IND_SMA_SPAN_BODY
     }
     #ifdef IND_HAVE_AVX_SPAN
+    /* With AVX the maxima are one vmaxpd each: MAXPD(v, m) is exactly v > m ? v : m
+       (NaN v keeps m), which the compiler does not see in the generic form. */
+    #undef IND_V4_MAX
+    #define IND_V4_MAX(m, v) ((ind_v4d)_mm256_max_pd((__m256d)(v), (__m256d)(m)))
     __attribute__((target("avx")))
     static Py_ssize_t ind_sma_span_avx(double* sm_, double* mass_, double* asum_,
                                        const double* x, Py_ssize_t p, Py_ssize_t n,
@@ -2095,7 +2105,8 @@ cdef inline int64_t _now_ns() noexcept nogil:
     return <int64_t>ts.tv_sec * 1000000000 + ts.tv_nsec
 
 
-_STREAM_KINDS = ("ema", "sma", "mom", "roc", "rsi", "macd", "bollinger", "rvol", "all")
+_STREAM_KINDS = ("ema", "sma", "mom", "roc", "rsi", "macd", "bollinger", "rvol", "all",
+                 "bollinger-step", "rvol-step", "sqrt-div-floor")
 
 
 cdef struct _States:
@@ -2113,7 +2124,11 @@ def _bench_stream_core(str kind, x):
     """ns per update of the streaming core called from C on a heap state, as another ext
     module would (benchmark helper; ``kind`` in ``_STREAM_KINDS``; ``"all"``: every count
     indicator (EMA 20, SMA 20, MOM 10, ROC 10, RSI 14, MACD 12/26/9, Bollinger 20,
-    realized vol) updated with each value, i.e. the set for one book update)."""
+    realized vol) updated with each value, i.e. the set for one book update;
+    ``"bollinger-step"`` / ``"rvol-step"``: the state advanced without the value (its
+    square root and division), which is read once at the end; ``"sqrt-div-floor"``: one
+    correctly rounded square root and one division per value and nothing else, the
+    divider's floor under a z-score on this CPU, as a same-run reference)."""
     if kind not in _STREAM_KINDS:
         raise ValueError(f"kind must be one of {_STREAM_KINDS}, was {kind!r}")
     xa = _values(x, "x")
@@ -2161,6 +2176,17 @@ def _bench_stream_core(str kind, x):
         elif k == 7:
             for i in range(n):
                 acc += ind_rvol_update(&s.v, px[i])
+        elif k == 9:
+            for i in range(n):
+                ind_boll_step(&s.b, px[i])
+            acc += ind_boll_z(&s.b)
+        elif k == 10:
+            for i in range(n):
+                ind_rvol_step(&s.v, px[i])
+            acc += ind_rvol_value(&s.v)
+        elif k == 11:
+            for i in range(n):
+                acc += (px[i] - 1.0) / ind_sqrt(px[i])
         else:
             for i in range(n):
                 acc += (ind_ema_update(&s.e, px[i]) + ind_sma_update(&s.sm, px[i])

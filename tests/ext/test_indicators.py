@@ -774,7 +774,11 @@ def test_time_streaming_rejects_going_back(cls):
 
 def test_bench_helper_reports_ns_per_update():
     x = _walk()[:10_000]
-    for kind in ("ema", "sma", "mom", "roc", "rsi", "macd", "bollinger", "rvol", "all"):
+    assert set(ind._STREAM_KINDS) == {
+        *("ema", "sma", "mom", "roc", "rsi", "macd", "bollinger", "rvol", "all"),
+        *("bollinger-step", "rvol-step", "sqrt-div-floor"),
+    }
+    for kind in ind._STREAM_KINDS:
         ns = ind._bench_stream_core(kind, x)
         assert 0.0 < ns < 1_000.0
     with pytest.raises(ValueError, match="kind must be one of"):
