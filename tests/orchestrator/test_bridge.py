@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
+from typing import Any
 
 import pytest
 
@@ -36,21 +37,13 @@ class FlakyBus(InProcessBus):
         self.fail_before = set(fail_before)
         self.lost: list[Entry] = []
 
-    async def read(
-        self,
-        group: str,
-        consumer: str,
-        streams: Sequence[str],
-        count: int = 100,
-        block_ms: int = 1000,
-        pending: bool = False,
-    ) -> list[Entry]:
+    async def read(self, group: str, *args: Any, **kwargs: Any) -> list[Entry]:
         if group != "persist":  # the test's own peeking
-            return await super().read(group, consumer, streams, count, block_ms, pending)
+            return await super().read(group, *args, **kwargs)
         self.calls += 1
         if self.calls in self.fail_before:
             raise ServiceUnavailableError("bus down (test)")
-        got = await super().read(group, consumer, streams, count, block_ms, pending)
+        got = await super().read(group, *args, **kwargs)
         if self.calls in self.served_then_fail:
             self.lost.extend(got)
             raise ServiceUnavailableError("reply lost (test)")
