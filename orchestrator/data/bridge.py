@@ -108,7 +108,8 @@ class BridgeStats:
     acked
         Entries acknowledged on the streams.
     recovered, claimed
-        Own pending entries re-published at start; entries claimed from dead bridges.
+        Own pending entries re-published (at start and after a failed bus call); entries
+        claimed from dead bridges.
     publish_failures, bus_failures
         Failed publish attempts (broker down) and failed bus calls (Redis down).
     read_lag_ms
@@ -412,7 +413,11 @@ class Bridge:
         return await self.hand_over(reads)
 
     async def recover_own(self) -> int:
-        """Re-publish this consumer's pending entries (one task per entry)."""
+        """Re-publish this consumer's pending entries (one task per entry).
+
+        Runs at start and after a failed bus call (a served ``XREADGROUP`` whose reply was
+        lost).
+        """
         total = 0
         while self._streams and not self._stop.is_set():
             mine = await self.bus.read(
