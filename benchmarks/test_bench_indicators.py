@@ -431,17 +431,21 @@ def test_stream_reference_python(benchmark, name, xs):
     _stream(benchmark, name, STREAMS[name][1](), xs)
 
 
+def _core(benchmark, group: str, kind: str, x) -> None:
+    """Benchmark ``_bench_stream_core(kind)`` on 10 k values; ``extra_info`` also has it
+    measured inside the C loop over 1 M points (no call overhead at all)."""
+    benchmark.group = group
+    benchmark(ind._bench_stream_core, kind, np.ascontiguousarray(x[:NS]))
+    benchmark.extra_info["ns_per_update"] = benchmark.stats.stats.min / NS * 1e9
+    benchmark.extra_info["ns_per_update_1m"] = min(
+        ind._bench_stream_core(kind, x) for _ in range(3)
+    )
+
+
 @pytest.mark.parametrize("name", list(STREAMS))
 def test_stream_core_ext(benchmark, name, x):
     """In-ext cost of the C core on the same 10 k values (no Python per update)."""
-    benchmark.group = f"indicators-stream-{name}"
-    xk = np.ascontiguousarray(x[:NS])
-    benchmark(ind._bench_stream_core, name, xk)
-    benchmark.extra_info["ns_per_update"] = benchmark.stats.stats.min / NS * 1e9
-    # measured inside the C loop over 1 M points (no call overhead at all)
-    benchmark.extra_info["ns_per_update_1m"] = min(
-        ind._bench_stream_core(name, x) for _ in range(3)
-    )
+    _core(benchmark, f"indicators-stream-{name}", name, x)
     # same-run reference for the <= 5 ns target on a machine whose speed varies by day:
     # one correctly rounded sqrt + one division per value (the z-score's divider floor)
     benchmark.extra_info["sqrt_div_floor_ns_1m"] = min(
@@ -453,26 +457,14 @@ def test_stream_core_ext(benchmark, name, x):
 def test_stream_core_step_ext(benchmark, name, x):
     """In-ext cost of advancing the state without taking the value (``ind_boll_step`` /
     ``ind_rvol_step``; the square root and division are paid when the value is read)."""
-    benchmark.group = f"indicators-stream-{name}"
-    xk = np.ascontiguousarray(x[:NS])
-    benchmark(ind._bench_stream_core, f"{name}-step", xk)
-    benchmark.extra_info["ns_per_update"] = benchmark.stats.stats.min / NS * 1e9
-    benchmark.extra_info["ns_per_update_1m"] = min(
-        ind._bench_stream_core(f"{name}-step", x) for _ in range(3)
-    )
+    _core(benchmark, f"indicators-stream-{name}", f"{name}-step", x)
 
 
 def test_stream_core_all_ext(benchmark, x):
     """The eight count indicators above updated with each value inside ext (no Python per
     update): the price-indicator part of "the full indicator set for one book update"
     (target <= 1 us with the book signals of ext.flow, benchmarks/test_bench_flow.py)."""
-    benchmark.group = "indicators-stream-all"
-    xk = np.ascontiguousarray(x[:NS])
-    benchmark(ind._bench_stream_core, "all", xk)
-    benchmark.extra_info["ns_per_update"] = benchmark.stats.stats.min / NS * 1e9
-    benchmark.extra_info["ns_per_update_1m"] = min(
-        ind._bench_stream_core("all", x) for _ in range(3)
-    )
+    _core(benchmark, "indicators-stream-all", "all", x)
 
 
 def test_stream_all_reference_python(benchmark, xs):
