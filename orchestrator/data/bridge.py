@@ -1,4 +1,4 @@
-"""The bridge from Redis Streams to Celery: one persist task per range of stream entries.
+r"""The bridge from Redis Streams to Celery: one persist task per range of stream entries.
 
 Celery's Redis transport consumes lists, not streams, so a small asyncio process sits in
 between. It is a member (``consumer``) of the bus consumer group ``group`` on every stream it
@@ -8,34 +8,43 @@ serves and loops:
    ``block_ms``), then keeps collecting for up to ``linger_ms`` until a stream has
    ``entries_per_task`` (full tasks at high rates, bounded latency at low ones);
 2. for each stream's entries, publishes **one** Celery task carrying only the reference
-   ``(stream, first_id, last_id, count=n[, runs])`` (``send_task`` runs in a thread: it is
-   synchronous; ``runs`` lists the contiguous sub-ranges when several reads filled it);
-3. ``XACK``s those entries **only after the broker accepted the task**. If the broker is
-   down the entries stay in hand (and pending in the group) and publishing is retried with
-   backoff; nothing is acknowledged that is not queued.
+   ``(stream, first_id, last_id, count=n[, runs], group=group)`` (``send_task`` runs in a
+   thread: it is synchronous; ``runs`` lists the contiguous sub-ranges when several reads
+   filled it); if the broker is down the entries stay in hand and publishing is retried
+   with backoff.
+
+The bridge never acknowledges. The **task** ``XACK``\ s the entries after its commit
+(:func:`orchestrator.data.tasks.persist_range`), so an entry leaves the group's pending
+list only once it is in the archive, whatever happens in between.
 
 Recovery
-    At start the bridge re-publishes its own pending entries (it died between publishing and
-    acknowledging: the task may exist twice, the persist task is idempotent); every
-    ``claim_every`` seconds it ``XAUTOCLAIM``s entries that another, dead bridge left pending
-    for ``claim_idle_ms``. Re-published and claimed entries go out one task per entry, since
-    the entries between them may already be stored. After any failed bus call the bridge
-    also re-reads its own pending entries before reading new ones: Redis may have served an
-    ``XREADGROUP`` whose reply the outage swallowed, and those entries, pending on this
-    consumer, would otherwise wait ``claim_idle_ms`` for a claim. A failure while lingering
-    hands over the entries already in hand.
+    Every ``claim_every`` seconds the bridge ``XAUTOCLAIM``\ s entries pending for
+    ``claim_idle_ms`` on any consumer of the group, its own included, and re-publishes
+    them: their task was lost (a broker restart can drop a message Celery had popped but
+    not yet recorded as unacknowledged), is stuck behind an outage, or belonged to a dead
+    bridge. At start, and after any failed bus call, it re-publishes all its own pending
+    entries at once: Redis may have served an ``XREADGROUP`` whose reply the outage
+    swallowed, and the outage may have cost the broker messages, so everything not yet
+    committed goes out again rather than waiting ``claim_idle_ms``. A failure while
+    lingering hands over the entries already in hand. Re-published entries go out in tasks
+    of up to ``entries_per_task`` entries, each entry its own run; the persist task is
+    idempotent, so a task that was only late costs a duplicate check, never a duplicate row.
 
 Durability chain
-    An entry is acknowledged on the stream once it is a message in the broker; from there
-    ``acks_late`` + ``reject_on_worker_lost`` + the short visibility timeout carry it to a
-    commit. The broker Redis must therefore be as durable as the bus Redis (AOF), and the
-    stream's ``MAXLEN`` must hold more than the worst task backlog (the task reads the
-    entries back; it reports entries trimmed away as ``missing``).
+    A stream entry stays pending until its rows are committed, so the chain's guarantee
+    rests only on the bus Redis being durable (AOF) and on the stream's ``MAXLEN`` holding
+    more than the worst backlog (the task reads the entries back; it reports entries
+    trimmed away as ``missing``). The broker's own durability (``acks_late``,
+    ``reject_on_worker_lost``, the short visibility timeout) decides how fast a task comes
+    back after a worker dies, not whether its events survive. ``claim_idle_ms`` must exceed
+    the usual time from read to commit (queue wait + run); shorter only costs duplicate
+    tasks.
 
 Lag
-    :meth:`Bridge.measure_lag` records the group's lag per stream (undelivered and pending
-    entries, age of the oldest unfinished one) in :attr:`Bridge.stats`, and every read
-    records how old the oldest entry it got was (``read_lag_ms``).
+    :meth:`Bridge.measure_lag` records the group's lag per stream (undelivered entries, and
+    pending ones, i.e. read but not yet committed, with the age of the oldest unfinished
+    one) in :attr:`Bridge.stats`, and every read records how old the oldest entry it got
+    was (``read_lag_ms``).
 
 Command line::
 
@@ -81,7 +90,11 @@ class Range:
     runs
         When the range was read in several reads: ``(first_id, last_id)`` of each read's
         run (each contiguous in the stream; entries between runs may belong to another
-        consumer of the group). Empty when the range is one contiguous run.
+        consumer of the group); for re-published entries one run per entry. Empty when
+        the range is one contiguous run.
+    group
+        Consumer group the task acknowledges the entries in after its commit (empty: the
+        task acknowledges nothing).
     """
 
     stream: str
@@ -89,6 +102,7 @@ class Range:
     last_id: str
     count: int
     runs: tuple[tuple[str, str], ...] = ()
+    group: str = ""
 
 
 #: ``publish(range)``: hand a range to the broker (blocking; raises when it cannot).
@@ -105,11 +119,10 @@ class BridgeStats:
         ``XREADGROUP`` calls that returned entries.
     entries, tasks
         Entries handed over, tasks published (including re-published ones).
-    acked
-        Entries acknowledged on the streams.
     recovered, claimed
-        Own pending entries re-published (at start and after a failed bus call); entries
-        claimed from dead bridges.
+        Own pending entries re-published at start and after a failed bus call; entries
+        pending longer than ``claim_idle_ms`` (on this or a dead consumer) claimed and
+        re-published.
     publish_failures, bus_failures
         Failed publish attempts (broker down) and failed bus calls (Redis down).
     read_lag_ms
@@ -121,7 +134,6 @@ class BridgeStats:
     reads: int = 0
     entries: int = 0
     tasks: int = 0
-    acked: int = 0
     recovered: int = 0
     claimed: int = 0
     publish_failures: int = 0
@@ -144,6 +156,8 @@ def celery_publisher(
         kwargs: dict[str, Any] = {"count": rng.count}
         if rng.runs:
             kwargs["runs"] = [list(r) for r in rng.runs]
+        if rng.group:
+            kwargs["group"] = rng.group
         celery_app.send_task(
             task, args=(rng.stream, rng.first_id, rng.last_id), kwargs=kwargs, queue=queue
         )
@@ -160,7 +174,9 @@ class Bridge:
         A :class:`~orchestrator.data.bus.RedisStreamsBus` (the tasks read the entries back
         from the same Redis).
     publish
-        Hands one range to the broker; see :func:`celery_publisher`.
+        Hands one range to the broker; see :func:`celery_publisher`. Whatever runs the
+        range must ``XACK`` its entries in ``group`` once they are durable (the persist
+        task does); the bridge never does.
     streams
         Streams to serve from the start.
     pattern
@@ -179,7 +195,8 @@ class Bridge:
         After the first new entries, how long to keep collecting more for the same task
         (bounds the added latency; fills tasks at high rates).
     claim_idle_ms, claim_every
-        Claim entries pending on other consumers for this long, checking this often (s).
+        Re-publish entries pending this long on any consumer (this one included), checking
+        this often (s); must exceed the usual read-to-commit time.
     lag_every
         Seconds between lag measurements.
     """
@@ -235,7 +252,7 @@ class Bridge:
         return list(self._streams)
 
     def stop(self) -> None:
-        """Ask :meth:`run` to return after the current step (entries in hand stay pending)."""
+        """Ask :meth:`run` to return after the current step (unfinished entries stay pending)."""
         self._stop.set()
 
     # -- setup ---------------------------------------------------------------------------
@@ -306,35 +323,23 @@ class Bridge:
                 return False
             delay = await self._backoff(delay)
 
-    async def _ack(self, entries: Sequence[Entry]) -> bool:
-        delay = 0.05
-        while True:
-            try:
-                self.stats.acked += await self.bus.ack(self.group, entries)
-                return True
-            except ServiceUnavailableError as exc:
-                self.stats.bus_failures += 1
-                log.warning("bridge: XACK deferred (%s)", exc)
-            if self._stop.is_set():
-                return False  # still pending: re-published after restart, absorbed by the task
-            delay = await self._backoff(delay)
-
-    async def hand_over(self, reads: Sequence[Sequence[Entry]], per_entry: bool = False) -> int:
-        """Publish the entries of ``reads`` as tasks and acknowledge them.
+    async def hand_over(self, reads: Sequence[Sequence[Entry]], republish: bool = False) -> int:
+        """Publish the entries of ``reads`` as tasks (the tasks acknowledge them).
 
         Parameters
         ----------
         reads
             Results of successive reads (within one read, a stream's entries are one
             contiguous run).
-        per_entry
-            One task per entry (re-published and claimed entries) instead of one task per
-            stream.
+        republish
+            Entries read back from the pending list (own or claimed): they go out in tasks
+            of up to ``entries_per_task`` entries, each entry its own run, since entries
+            between them may belong to other tasks.
 
         Returns
         -------
         int
-            Entries acknowledged.
+            Entries handed over (fewer than given only when the bridge stops).
         """
         by_stream: dict[str, list[list[Entry]]] = {}
         for read in reads:
@@ -344,19 +349,20 @@ class Bridge:
             for stream, run in runs.items():
                 by_stream.setdefault(stream, []).append(run)
         done = 0
+        n = self.entries_per_task
         for stream, stream_runs in by_stream.items():
-            # one task per stream, or per entry (re-published / claimed entries)
-            chunks = [[[e]] for run in stream_runs for e in run] if per_entry else [stream_runs]
+            if republish:
+                flat_all = [e for run in stream_runs for e in run]
+                chunks = [[[e] for e in flat_all[k : k + n]] for k in range(0, len(flat_all), n)]
+            else:
+                chunks = [stream_runs]  # one task per stream
             for chunk in chunks:
                 flat = [e for run in chunk for e in run]
                 parts = tuple((r[0].id, r[-1].id) for r in chunk) if len(chunk) > 1 else ()
-                if not await self._publish(
-                    Range(stream, flat[0].id, flat[-1].id, len(flat), parts)
-                ):
+                rng = Range(stream, flat[0].id, flat[-1].id, len(flat), parts, self.group)
+                if not await self._publish(rng):
                     return done
                 self.stats.entries += len(flat)
-                if not await self._ack(flat):
-                    return done
                 done += len(flat)
         return done
 
@@ -413,38 +419,59 @@ class Bridge:
         return await self.hand_over(reads)
 
     async def recover_own(self) -> int:
-        """Re-publish this consumer's pending entries (one task per entry).
+        """Re-publish every entry pending on this consumer (read, not yet committed).
 
-        Runs at start and after a failed bus call (a served ``XREADGROUP`` whose reply was
-        lost).
+        Runs at start and after a failed bus call: a served ``XREADGROUP`` whose reply was
+        lost left entries this bridge never saw, and the outage may have cost the broker
+        tasks. Entries whose task is merely queued go out twice; the task is idempotent.
         """
         total = 0
-        while self._streams and not self._stop.is_set():
-            mine = await self.bus.read(
-                self.group, self.consumer, self._streams, self.entries_per_task, 0, pending=True
-            )
-            if not mine:
-                break
-            n = await self.hand_over([mine], per_entry=True)
-            total += n
-            if n < len(mine):
-                break
+        for stream in list(self._streams):
+            after = "0"
+            while not self._stop.is_set():
+                mine = await self.bus.read(
+                    self.group,
+                    self.consumer,
+                    [stream],
+                    max(self.entries_per_task, 256),
+                    0,
+                    pending=True,
+                    after=after,
+                )
+                if not mine:
+                    break
+                n = await self.hand_over([mine], republish=True)
+                total += n
+                if n < len(mine):
+                    break
+                after = mine[-1].id
         self.stats.recovered += total
         if total:
             log.warning("bridge %s re-published %d own pending entries", self.consumer, total)
         return total
 
     async def claim(self) -> int:
-        """Take over and re-publish entries left pending by dead consumers."""
+        """Claim and re-publish entries pending for ``claim_idle_ms`` on any consumer.
+
+        Their task was lost, is stuck behind an outage, or belonged to a dead bridge.
+        Claiming resets their idle time, so each entry goes out at most once per
+        ``claim_idle_ms``.
+        """
         total = 0
         for stream in self._streams:
             got = await self.bus.claim_stale(
                 stream, self.group, self.consumer, self.claim_idle_ms, count=1000
             )
             if got:
-                n = await self.hand_over([got], per_entry=True)
+                n = await self.hand_over([got], republish=True)
                 total += n
-                log.warning("bridge %s claimed %d stale entries of %s", self.consumer, n, stream)
+                log.warning(
+                    "bridge %s re-published %d entries of %s pending for over %d ms",
+                    self.consumer,
+                    n,
+                    stream,
+                    self.claim_idle_ms,
+                )
         self.stats.claimed += total
         return total
 
@@ -534,10 +561,11 @@ async def _serve(overrides: Sequence[str]) -> int:
             await asyncio.sleep(10)
             s = bridge.stats
             log.info(
-                "bridge: %d entries -> %d tasks, acked %d, lag max %.0f ms, read lag %.0f ms",
+                "bridge: %d entries -> %d tasks, %d re-published, lag max %.0f ms, "
+                "read lag %.0f ms",
                 s.entries,
                 s.tasks,
-                s.acked,
+                s.recovered + s.claimed,
                 s.max_lag_ms,
                 s.read_lag_ms,
             )

@@ -282,12 +282,14 @@ class Bus(ABC):
         count: int = 100,
         block_ms: int = 1000,
         pending: bool = False,
+        after: str = "0",
     ) -> list[Entry]:
         """Deliver up to ``count`` new entries per stream to ``consumer`` of ``group``.
 
         Waits up to ``block_ms`` when nothing is available (0: do not wait). With
-        ``pending=True`` re-delivers this consumer's own unacknowledged entries instead
-        (what a restarted consumer does first).
+        ``pending=True`` re-delivers this consumer's own unacknowledged entries with ids
+        after ``after`` instead (what a restarted consumer does first; page with the last
+        id returned).
         """
 
     @abstractmethod
@@ -298,7 +300,11 @@ class Bus(ABC):
     async def claim_stale(
         self, stream: str, group: str, consumer: str, min_idle_ms: int, count: int = 100
     ) -> list[Entry]:
-        """Take over entries pending on other consumers for at least ``min_idle_ms``."""
+        """Take over entries pending for at least ``min_idle_ms`` on any consumer.
+
+        ``consumer`` itself included (``XAUTOCLAIM``): an entry whose work was lost comes
+        back to whoever claims it; claiming resets its idle time.
+        """
 
     @abstractmethod
     async def lag(self, stream: str, group: str) -> GroupLag:
@@ -397,17 +403,29 @@ class InProcessBus(Bus):
         return s, g
 
     def _collect(
-        self, group: str, consumer: str, streams: Sequence[str], count: int, pending: bool
+        self,
+        group: str,
+        consumer: str,
+        streams: Sequence[str],
+        count: int,
+        pending: bool,
+        after: str = "0",
     ) -> list[Entry]:
         out: list[Entry] = []
         now = time.monotonic()
+        floor = _id_key(after)
         for name in streams:
             s, g = self._group(name, group)
             if pending:
                 taken = 0
                 for _seq, eid, data in s.entries:
                     p = g.pending.get(eid)
-                    if p is not None and p.consumer == consumer and taken < count:
+                    if (
+                        p is not None
+                        and p.consumer == consumer
+                        and taken < count
+                        and _id_key(eid) > floor
+                    ):
                         p.delivered_at, p.deliveries = now, p.deliveries + 1
                         out.append(Entry(name, eid, data))
                         taken += 1
@@ -432,12 +450,13 @@ class InProcessBus(Bus):
         count: int = 100,
         block_ms: int = 1000,
         pending: bool = False,
+        after: str = "0",
     ) -> list[Entry]:
         """See :meth:`Bus.read`."""
         deadline = time.monotonic() + block_ms / 1000
         while True:
             self._arrived.clear()
-            out = self._collect(group, consumer, streams, count, pending)
+            out = self._collect(group, consumer, streams, count, pending, after)
             remaining = deadline - time.monotonic()
             if out or pending or remaining <= 0:
                 return out
@@ -498,6 +517,12 @@ class InProcessBus(Bus):
 # ------------------------------------------------------------------------------------------
 # Redis Streams implementation
 # ------------------------------------------------------------------------------------------
+
+
+def _id_key(eid: str) -> tuple[int, int]:
+    """Order of a stream id (``"<ms>-<seq>"``, ``"<ms>"`` or ``"0"``)."""
+    ms, _, seq = eid.partition("-")
+    return int(ms), int(seq or 0)
 
 
 def _sid(value: bytes | str) -> str:
@@ -604,11 +629,12 @@ class RedisStreamsBus(Bus):
         count: int = 100,
         block_ms: int = 1000,
         pending: bool = False,
+        after: str = "0",
     ) -> list[Entry]:
         """See :meth:`Bus.read`."""
         import redis
 
-        ids = ["0" if pending else ">"] * len(streams)
+        ids = [after if pending else ">"] * len(streams)
         args: list[Any] = ["XREADGROUP", "GROUP", group, consumer, "COUNT", count]
         if not pending and block_ms > 0:
             args += ["BLOCK", block_ms]

@@ -8,30 +8,42 @@ The bridge (:mod:`orchestrator.data.bridge`) hands a task only a *reference*:
    does not decode is logged and skipped: retrying cannot repair it),
 3. concatenates the records of each kind and inserts them with one
    :meth:`~orchestrator.data.archive.Archive.insert` per kind, in one transaction together
-   with the batch key ``"<stream>:<first_id>-<last_id>"``.
+   with the batch key ``"<stream>:<first_id>-<last_id>"``,
+4. when the bridge named its consumer group (``group=``), acknowledges the entries it read,
+   **after** the commit: an entry leaves the group's pending list only once it is durable,
+   so a task lost anywhere between the bridge and the commit (broker restart, a message
+   popped but never recorded as unacknowledged, a retry that could not be queued) leaves
+   its entries pending, and the bridge re-publishes them.
 
 Idempotence: a range already stored is recognised by its batch key and skipped; a range
-that overlaps stored rows under another key (a bridge that died between publishing and
-acknowledging, a claim of a dead bridge's entries) is merged on the natural keys. Either
+that overlaps stored rows under another key (entries the bridge re-published because their
+task was lost or is late, a claim of a dead bridge's entries) is merged on the natural
+keys. Either
 way every event is stored once, however often the task runs.
 
 Failures: PostgreSQL or the bus Redis unreachable (:class:`ServiceUnavailableError`)
 -> the task retries for ever with capped exponential backoff (jittered, at most
 ``celery.retry_backoff_max`` seconds), reconnecting each time; any other archive refusal
-(:class:`ArchiveError`) is retried three times, then fails loudly. Each worker process keeps
-one archive connection and one Redis client, opened lazily (after the fork) and migrated
-once.
+(:class:`ArchiveError`) is retried three times, then fails loudly. A retry that cannot be
+queued because the broker is down too requeues the message (``Reject(requeue=True)``)
+instead of Celery's default of dropping it; if even that cannot reach the broker the
+message stays in the broker's unacknowledged set and comes back after the visibility
+timeout.
+
+Each worker process keeps one archive connection and one Redis client, opened lazily (after
+the fork) and migrated once.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import random
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, NoReturn
 
 import numpy as np
 import numpy.typing as npt
@@ -77,6 +89,8 @@ class PersistResult:
         The whole range was stored before (batch key present).
     lag_ms
         Milliseconds from the bus accepting the range's first entry to this commit.
+    acked
+        Entries acknowledged in the consumer group after the commit (0 without ``group``).
     """
 
     entries: int = 0
@@ -88,6 +102,7 @@ class PersistResult:
     missing: int = 0
     batch_duplicate: bool = False
     lag_ms: float = 0.0
+    acked: int = 0
 
 
 class _Handles:
@@ -148,24 +163,58 @@ def close_connections() -> None:
     _handles.reset()
 
 
-def batch_key(stream: str, first_id: str, last_id: str) -> str:
-    """Deterministic key of a stream range: ``"<stream>:<first_id>-<last_id>"``."""
-    return f"{stream}:{first_id}-{last_id}"
+def batch_key(
+    stream: str, first_id: str, last_id: str, runs: Sequence[Sequence[str]] | None = None
+) -> str:
+    """Deterministic key of a stream range: ``"<stream>:<first_id>-<last_id>"``.
+
+    A range read as ``runs`` holds only those runs' entries, so its key adds a digest of
+    them (``"...+<16 hex>"``): two tasks with the same ends but different entries must
+    never share a key, else the second would be skipped as already stored.
+    """
+    key = f"{stream}:{first_id}-{last_id}"
+    if runs:
+        spans = ",".join(f"{a}-{b}" for a, b in runs)
+        key += "+" + hashlib.blake2b(spans.encode(), digest_size=8).hexdigest()
+    return key
 
 
 def _sid(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
-def _xrange(client: Any, redis_url: str, stream: str, first_id: str, last_id: str) -> Any:
+def _read_spans(
+    client: Any, redis_url: str, stream: str, spans: Sequence[tuple[str, str]]
+) -> list[Any]:
+    """``XRANGE`` each ``(first, last)`` span (pipelined when there are several)."""
     import redis
 
     try:
-        return client.xrange(stream, first_id, last_id)
+        if len(spans) == 1:
+            return list(client.xrange(stream, spans[0][0], spans[0][1]))
+        pipe = client.pipeline(transaction=False)
+        for first, last in spans:
+            pipe.xrange(stream, first, last)
+        return [entry for part in pipe.execute() for entry in part]
     except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
         raise ServiceUnavailableError(
             f"Redis at {redact_url(redis_url)} is not reachable ({type(exc).__name__})"
         ) from None
+
+
+def _xack(client: Any, redis_url: str, stream: str, group: str, ids: Sequence[Any]) -> int:
+    import redis
+
+    try:
+        return int(client.xack(stream, group, *ids))
+    except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
+        raise ServiceUnavailableError(
+            f"Redis at {redact_url(redis_url)} is not reachable to acknowledge "
+            f"({type(exc).__name__}); the batch is stored, the retry only acknowledges"
+        ) from None
+    except redis.ResponseError as exc:  # the group was deleted: nothing left to acknowledge
+        log.warning("%s: XACK in group %r refused: %s", stream, group, exc)
+        return 0
 
 
 def persist_range(
@@ -174,6 +223,7 @@ def persist_range(
     last_id: str,
     count: int | None = None,
     runs: Sequence[Sequence[str]] | None = None,
+    group: str | None = None,
     *,
     redis_url: str | None = None,
     dsn: str | None = None,
@@ -192,7 +242,11 @@ def persist_range(
         before the task ran (reported as ``missing``, logged as an error).
     runs
         ``[first, last]`` sub-ranges to read instead of the whole range (the bridge's reads
-        when several filled one task; entries between them are another consumer's).
+        when several filled one task, or the single entries it re-publishes; entries
+        between them may be another consumer's).
+    group
+        Consumer group to ``XACK`` the entries in once they are committed (the bridge's);
+        ``None``: acknowledge nothing.
     redis_url, dsn, settings
         Bus Redis, archive DSN and archive settings (default: the app's config).
 
@@ -203,7 +257,8 @@ def persist_range(
     Raises
     ------
     ServiceUnavailableError
-        If Redis or PostgreSQL cannot be reached (the task retries).
+        If Redis or PostgreSQL cannot be reached (the task retries; a retry after the
+        commit finds the batch stored and only acknowledges).
     ArchiveError
         If the archive refuses the records.
     """
@@ -213,12 +268,8 @@ def persist_range(
     if settings is None:
         settings = archive_settings((cfg or current_config()).archive)
     archive, client = _handles.get(redis_url, dsn, settings)
-    if runs:
-        reply = []
-        for run_first, run_last in runs:
-            reply += _xrange(client, redis_url, stream, str(run_first), str(run_last))
-    else:
-        reply = _xrange(client, redis_url, stream, first_id, last_id)
+    spans = [(str(a), str(b)) for a, b in runs] if runs else [(first_id, last_id)]
+    reply = _read_spans(client, redis_url, stream, spans)
     parts: dict[RecordKind, list[npt.NDArray[np.void]]] = {}
     bad = 0
     for eid, fields in reply:
@@ -244,7 +295,7 @@ def persist_range(
             missing,
             count,
         )
-    key = batch_key(stream, first_id, last_id)
+    key = batch_key(stream, first_id, last_id, runs)
     rows = inserted = duplicates = expired = 0
     batch_duplicate = bool(parts)
     for kind, arrays in parts.items():
@@ -257,10 +308,13 @@ def persist_range(
         duplicates += res.duplicates
         expired += res.expired
         batch_duplicate = batch_duplicate and res.batch_duplicate
+    acked = 0
+    if group and reply:
+        acked = _xack(client, redis_url, stream, group, [eid for eid, _ in reply])
     first_ms = int(first_id.split("-", 1)[0]) if first_id[:1].isdigit() else 0
     lag_ms = max(0.0, time.time() * 1000 - first_ms) if first_ms else 0.0
     return PersistResult(
-        entries, rows, inserted, duplicates, expired, bad, missing, batch_duplicate, lag_ms
+        entries, rows, inserted, duplicates, expired, bad, missing, batch_duplicate, lag_ms, acked
     )
 
 
@@ -276,23 +330,43 @@ def _persist_task(
     last_id: str,
     count: int | None = None,
     runs: list[list[str]] | None = None,
+    group: str | None = None,
 ) -> dict[str, Any]:
     """Celery body of :data:`persist_range_task` (bound: ``self`` is the task)."""
     cap = current_config().celery.retry_backoff_max
     try:
-        return asdict(persist_range(stream, first_id, last_id, count, runs))
+        return asdict(persist_range(stream, first_id, last_id, count, runs, group))
     except ServiceUnavailableError as exc:
         close_connections()
         delay = _backoff(self.request.retries, cap)
         log.warning("%s %s..%s: %s; retry in %.1f s", stream, first_id, last_id, exc, delay)
-        raise self.retry(exc=exc, countdown=delay, max_retries=None) from None
+        _retry(self, exc, delay, None)
     except ArchiveError as exc:
         close_connections()
         if self.request.retries >= ARCHIVE_ERROR_RETRIES:
             log.error("%s %s..%s: archive refused the batch: %s", stream, first_id, last_id, exc)
             raise
         delay = _backoff(self.request.retries, cap)
-        raise self.retry(exc=exc, countdown=delay, max_retries=ARCHIVE_ERROR_RETRIES) from None
+        _retry(self, exc, delay, ARCHIVE_ERROR_RETRIES)
+
+
+def _retry(task: Any, exc: Exception, delay: float, max_retries: int | None) -> NoReturn:
+    """``task.retry``, but a retry the broker cannot take requeues instead of dropping.
+
+    Celery queues a retry as a new message and acknowledges the running one; when that
+    publish fails it raises ``Reject(requeue=False)``, which deletes the message: with the
+    broker down (a Redis restart) the batch would be gone from the broker. Requeueing keeps
+    it; a requeue that cannot reach the broker leaves it unacknowledged, restored after the
+    visibility timeout.
+    """
+    from celery.exceptions import Reject
+
+    try:
+        retry = task.retry(exc=exc, countdown=delay, max_retries=max_retries, throw=False)
+    except Reject as rej:
+        log.warning("retry could not be queued (%s); requeueing the message", rej.reason)
+        raise Reject(rej.reason, requeue=True) from None
+    raise retry from None
 
 
 #: The persist task: ``persist_range_task.delay(stream, first_id, last_id, count=n)``.

@@ -236,6 +236,31 @@ def stack(tmp_path: Path, pg_dsn: str, monkeypatch: pytest.MonkeyPatch) -> Itera
         s.close()
 
 
+def explain(stack: Stack, bridge: Bridge) -> str:
+    """What a failed wait needs: rows, stored ids, bridge, stream group, broker, worker logs."""
+    lines = [f"rows: {row_count(stack.dsn)}", f"bridge: {bridge.stats}"]
+    with contextlib.suppress(Exception):
+        have = stored(stack.dsn)
+        firsts = sorted({t - t % 200 for _, t in have})
+        lines.append(f"stored batches (first trade ids): {firsts}")
+    with contextlib.suppress(Exception):
+        bus = redis.Redis.from_url(stack.redis.url(0))
+        for s in bus.scan_iter(match="md:*", _type="stream"):
+            lines.append(f"{s!r}: len {bus.xlen(s)}, groups {bus.xinfo_groups(s)}")
+            lines.append(f"  pending: {bus.xpending_range(s, 'persist', '-', '+', 100)}")
+        bus.close()
+    with contextlib.suppress(Exception):
+        broker = stack.broker()
+        lines.append(f"broker: persist {broker.llen('persist')}, unacked {broker.hlen('unacked')}")
+        broker.close()
+    for _, logfile in stack.workers:
+        with contextlib.suppress(OSError):
+            text = logfile.read_text(errors="replace").splitlines()
+            lines.append(f"--- {logfile.name} (warnings and errors)")
+            lines += [ln for ln in text if "WARNING" in ln or "ERROR" in ln][-40:]
+    return "\n".join(lines)
+
+
 def make_bridge(stack: Stack, bus: RedisStreamsBus, per_task: int, **kw: Any) -> Bridge:
     return Bridge(
         bus,
@@ -346,6 +371,14 @@ def test_same_range_twice_is_stored_once(redis_url: str, pg_dsn: str) -> None:
         assert [t for i, t in stored(pg_dsn) if i == 9] == sorted(
             100 * k + j for k in (0, 1, 4, 5) for j in range(5)
         )
+        # the whole range with the same ends is another batch: its two other entries land
+        client.xgroup_create(s3, "persist", id="0")
+        client.xreadgroup("persist", "bridge-x", {s3: ">"})  # all six pending on the bridge
+        whole = persist_range(s3, ids3[0], ids3[5], 6, group="persist", **kw)
+        assert (whole.entries, whole.inserted, whole.duplicates, whole.acked) == (6, 10, 20, 6)
+        assert whole.batch_duplicate is False
+        assert client.xpending(s3, "persist")["pending"] == 0  # acknowledged after the commit
+        assert len([t for i, t in stored(pg_dsn) if i == 9]) == 30
     finally:
         close_connections()
         client.close()
@@ -379,7 +412,7 @@ def test_pipeline_stores_every_event_once_and_absorbs_redelivery(stack: Stack) -
 
     bridge = run(go())
     assert stored(stack.dsn) == expected(published)
-    assert bridge.stats.entries == bridge.stats.acked == 60
+    assert bridge.stats.entries == 60 and bridge.stats.recovered == bridge.stats.claimed == 0
     assert set(bridge.stats.lag) == {S1, S2}
     assert all(g.pending == 0 and g.undelivered == 0 for g in bridge.stats.lag.values())
 
@@ -387,7 +420,8 @@ def test_pipeline_stores_every_event_once_and_absorbs_redelivery(stack: Stack) -
     with psycopg.connect(stack.dsn) as c:
         keys = [k for (k,) in c.execute("SELECT batch_key FROM ingest_batches ORDER BY 1")]
     assert len(keys) == bridge.stats.tasks
-    stream, _, rng = keys[0].rpartition(":")  # "<stream>:<ms>-<seq>-<ms>-<seq>"
+    key = next(k for k in keys if "+" not in k)  # one contiguous range (no runs digest)
+    stream, _, rng = key.rpartition(":")  # "<stream>:<ms>-<seq>-<ms>-<seq>"
     ms1, seq1, ms2, seq2 = rng.split("-")
     first_id, last_id = f"{ms1}-{seq1}", f"{ms2}-{seq2}"
     app = create_app(stack.cfg)
@@ -410,6 +444,45 @@ def test_pipeline_stores_every_event_once_and_absorbs_redelivery(stack: Stack) -
     app.close()
 
 
+def test_tasks_the_broker_loses_are_re_published_and_stored_once(stack: Stack) -> None:
+    """Entries stay pending until their task commits: lost tasks come back by themselves."""
+    published = [(5, k * 1000, 100) for k in range(12)]
+    broker = stack.broker()
+
+    async def go() -> tuple[Bridge, int]:
+        bus = RedisStreamsBus(stack.env["REDIS_URL"], flush_batch=1000)
+        bridge = make_bridge(stack, bus, per_task=4, claim_idle_ms=2000, claim_every=0.25)
+        runner = asyncio.create_task(bridge.run())
+        for inst, first, n in published:
+            await bus.publish(S1, batch(n, first, inst))
+        await bus.flush()
+        await await_for(
+            lambda: bridge.stats.entries == 12 and broker.llen("persist") == bridge.stats.tasks,
+            WAIT,
+            "the tasks to be queued",
+        )
+        lost = int(broker.llen("persist"))
+        assert broker.delete("persist") == 1  # the broker loses every queued task
+        await asyncio.to_thread(stack.worker)
+        await await_for(lambda: row_count(stack.dsn) == 1200, WAIT, "1200 rows")
+        await await_for(
+            lambda: bridge.stats.lag.get(S1) is not None and bridge.stats.lag[S1].pending == 0,
+            WAIT,
+            "every entry acknowledged",
+        )
+        bridge.stop()
+        await runner
+        await bridge.aclose()
+        await bus.aclose()
+        return bridge, lost
+
+    bridge, lost = run(go())
+    assert lost >= 1
+    assert stored(stack.dsn) == expected(published)
+    assert bridge.stats.claimed >= 12 and bridge.stats.recovered == 0
+    broker.close()
+
+
 def test_kill9_of_the_persist_worker_mid_batch_loses_and_duplicates_nothing(
     stack: Stack,
 ) -> None:
@@ -428,7 +501,7 @@ def test_kill9_of_the_persist_worker_mid_batch_loses_and_duplicates_nothing(
         await await_for(lambda: broker.hlen("unacked") >= 1, WAIT, "a task in flight", 0.01)
         await asyncio.sleep(0.1)
         kill()
-        await await_for(lambda: bridge.stats.acked == 60, WAIT, "the bridge to hand over")
+        await await_for(lambda: bridge.stats.entries == 60, WAIT, "the bridge to hand over")
         bridge.stop()
         await runner
         await bridge.aclose()
@@ -514,7 +587,8 @@ def test_redis_restart_loses_no_acknowledged_event_and_counts_drops(stack: Stack
         bus = RedisStreamsBus(
             stack.env["REDIS_URL"], timeout=0.5, flush_batch=10_000, max_buffer_entries=20
         )
-        bridge = make_bridge(stack, bus, per_task=4)
+        # a task the broker loses comes back within claim_idle_ms (it is never acknowledged)
+        bridge = make_bridge(stack, bus, per_task=4, claim_idle_ms=10_000, claim_every=1.0)
         runner = asyncio.create_task(bridge.run())
         for inst, first, n in before:
             await bus.publish(S1, batch(n, first, inst))
@@ -531,7 +605,10 @@ def test_redis_restart_loses_no_acknowledged_event_and_counts_drops(stack: Stack
             await bus.publish(S1, batch(n, first, inst))
         assert await bus.flush()
         want = 200 * (len(before) + len(during) - 10 + len(after))
-        await await_for(lambda: row_count(stack.dsn) == want, WAIT, f"{want} rows")
+        try:
+            await await_for(lambda: row_count(stack.dsn) == want, WAIT, f"{want} rows")
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\n{explain(stack, bridge)}") from None
         bridge.stop()
         await runner
         await bridge.aclose()

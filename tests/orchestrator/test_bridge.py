@@ -2,7 +2,9 @@
 
 The failure modelled here is the one a Redis restart produces: a command the server executed
 whose reply never reached the client. For ``XREADGROUP`` that leaves entries pending on the
-bridge's own consumer that the bridge never saw.
+bridge's own consumer that the bridge never saw. The bridge itself never acknowledges (the
+persist task does, after its commit), so entries whose task never commits stay pending and
+are re-published once idle.
 """
 
 from __future__ import annotations
@@ -75,7 +77,7 @@ def _ids(ranges: list[Range], all_ids: list[str]) -> list[str]:
 
 
 def test_entries_whose_read_reply_was_lost_are_recovered_without_waiting_for_a_claim() -> None:
-    async def go() -> tuple[list[str], list[str], FlakyBus, Bridge, GroupLag]:
+    async def go() -> tuple[list[str], list[Range], FlakyBus, Bridge, GroupLag]:
         bus = FlakyBus(served_then_fail=[2])  # call 1: recover_own at start; 2: first step
         all_ids = await _fill(bus, 10)
         ranges: list[Range] = []
@@ -95,14 +97,18 @@ def test_entries_whose_read_reply_was_lost_are_recovered_without_waiting_for_a_c
                 break
         bridge.stop()
         await runner
-        return all_ids, _ids(ranges, all_ids), bus, bridge, await bus.lag(STREAM, "persist")
+        return all_ids, ranges, bus, bridge, await bus.lag(STREAM, "persist")
 
-    all_ids, handed, bus, bridge, lag = asyncio.run(go())
+    all_ids, ranges, bus, bridge, lag = asyncio.run(go())
+    handed = _ids(ranges, all_ids)
     assert [e.id for e in bus.lost] == all_ids[:4]
     assert sorted(set(handed)) == sorted(all_ids)
     assert bridge.stats.recovered == 4 and bridge.stats.bus_failures == 1
-    assert bridge.stats.acked == len(all_ids)
-    assert (lag.undelivered, lag.pending) == (0, 0)
+    # the recovered entries went out again, one run each, for the task to acknowledge
+    again = [r for r in ranges if r.runs]
+    assert [r.runs for r in again] == [tuple((i, i) for i in all_ids[:4])]
+    assert {r.group for r in ranges} == {"persist"}
+    assert (lag.undelivered, lag.pending) == (0, len(all_ids))  # nobody acknowledged yet
 
 
 def test_a_failed_linger_read_hands_over_the_entries_in_hand() -> None:
@@ -119,5 +125,46 @@ def test_a_failed_linger_read_hands_over_the_entries_in_hand() -> None:
 
     n, ranges, all_ids, bridge = asyncio.run(go())
     assert n == 3
-    assert ranges == [Range(STREAM, all_ids[0], all_ids[-1], 3)]
-    assert bridge.stats.acked == 3
+    assert ranges == [Range(STREAM, all_ids[0], all_ids[-1], 3, (), "persist")]
+    assert bridge.stats.entries == 3 and bridge.stats.tasks == 1
+
+
+def test_entries_no_task_acknowledged_are_re_published_once_idle_until_acknowledged() -> None:
+    """A task lost after the broker took it: its entries stay pending and come back."""
+
+    async def go() -> tuple[list[str], list[Range], list[Range], Bridge, GroupLag]:
+        bus = InProcessBus()
+        all_ids = await _fill(bus, 10)
+        ranges: list[Range] = []
+        bridge = Bridge(
+            bus,
+            ranges.append,
+            [STREAM],
+            entries_per_task=4,
+            block_ms=10,
+            linger_ms=0,
+            claim_idle_ms=100,
+            claim_every=0.02,
+        )
+        runner = asyncio.create_task(bridge.run())
+        for _ in range(300):  # the first hand-over: 3 tasks, all "lost"
+            await asyncio.sleep(0.01)
+            if bridge.stats.claimed >= len(all_ids):
+                break
+        first = list(ranges)
+        # the re-published tasks commit: a worker acknowledges their entries
+        await bus.ack("persist", [Entry(STREAM, i, b"") for i in all_ids])
+        settled = len(ranges)
+        await asyncio.sleep(0.3)  # longer than claim_idle_ms: nothing goes out again
+        bridge.stop()
+        await runner
+        assert len(ranges) == settled
+        return all_ids, first, ranges, bridge, await bus.lag(STREAM, "persist")
+
+    all_ids, first, ranges, bridge, lag = asyncio.run(go())
+    assert sum(r.count for r in first if not r.runs) == len(all_ids)  # read, handed over once
+    again = [r for r in ranges if r.runs]
+    assert sorted(set(_ids(again, all_ids))) == sorted(all_ids)  # ... and re-published
+    assert all(r.count <= 4 and r.group == "persist" for r in again)
+    assert bridge.stats.claimed >= len(all_ids) and bridge.stats.recovered == 0
+    assert (lag.undelivered, lag.pending) == (0, 0)
