@@ -18,17 +18,18 @@ The bridge never acknowledges. The **task** ``XACK``\ s the entries after its co
 list only once it is in the archive, whatever happens in between.
 
 Recovery
-    Every ``claim_every`` seconds the bridge ``XAUTOCLAIM``\ s entries pending for
-    ``claim_idle_ms`` on any consumer of the group, its own included, and re-publishes
-    them: their task was lost (a broker restart can drop a message Celery had popped but
-    not yet recorded as unacknowledged), is stuck behind an outage, or belonged to a dead
-    bridge. At start, and after any failed bus call, it re-publishes all its own pending
-    entries at once: Redis may have served an ``XREADGROUP`` whose reply the outage
-    swallowed, and the outage may have cost the broker messages, so everything not yet
-    committed goes out again rather than waiting ``claim_idle_ms``. A failure while
-    lingering hands over the entries already in hand. Re-published entries go out in tasks
-    of up to ``entries_per_task`` entries, each entry its own run; the persist task is
-    idempotent, so a task that was only late costs a duplicate check, never a duplicate row.
+    Every ``claim_every`` seconds the bridge claims entries pending for ``claim_idle_ms`` on
+    any consumer of the group, its own included (doubling the wait with each delivery an
+    entry already had, up to 64 times), and re-publishes them: their task was lost (a broker
+    restart can drop a message Celery had popped but not yet recorded as unacknowledged), is
+    stuck behind an outage, or belonged to a dead bridge. At start, and after any failed bus
+    call, it re-publishes all its own pending entries at once: Redis may have served an
+    ``XREADGROUP`` whose reply the outage swallowed, and the outage may have cost the broker
+    messages, so everything not yet committed goes out again rather than waiting
+    ``claim_idle_ms``. A failure while lingering hands over the entries already in hand.
+    Re-published entries go out in tasks of up to ``entries_per_task`` entries, each entry
+    its own run; the persist task is idempotent, so a task that was only late costs a
+    duplicate check, never a duplicate row.
 
 Durability chain
     A stream entry stays pending until its rows are committed, so the chain's guarantee
@@ -36,9 +37,9 @@ Durability chain
     more than the worst backlog (the task reads the entries back; it reports entries
     trimmed away as ``missing``). The broker's own durability (``acks_late``,
     ``reject_on_worker_lost``, the short visibility timeout) decides how fast a task comes
-    back after a worker dies, not whether its events survive. ``claim_idle_ms`` must exceed
-    the usual time from read to commit (queue wait + run); shorter only costs duplicate
-    tasks.
+    back after a worker dies, not whether its events survive. ``claim_idle_ms`` should
+    exceed the usual time from read to commit (queue wait + run); shorter only costs
+    duplicate tasks, fewer with each doubling.
 
 Lag
     :meth:`Bridge.measure_lag` records the group's lag per stream (undelivered entries, and
@@ -454,13 +455,14 @@ class Bridge:
         """Claim and re-publish entries pending for ``claim_idle_ms`` on any consumer.
 
         Their task was lost, is stuck behind an outage, or belonged to a dead bridge.
-        Claiming resets their idle time, so each entry goes out at most once per
-        ``claim_idle_ms``.
+        Claiming resets their idle time, and an entry already handed out ``d`` times waits
+        ``claim_idle_ms * 2**min(d - 1, 6)``: a backlog that only delays tasks does not
+        multiply them.
         """
         total = 0
         for stream in self._streams:
             got = await self.bus.claim_stale(
-                stream, self.group, self.consumer, self.claim_idle_ms, count=1000
+                stream, self.group, self.consumer, self.claim_idle_ms, count=1000, backoff=True
             )
             if got:
                 n = await self.hand_over([got], republish=True)

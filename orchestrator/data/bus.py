@@ -298,12 +298,22 @@ class Bus(ABC):
 
     @abstractmethod
     async def claim_stale(
-        self, stream: str, group: str, consumer: str, min_idle_ms: int, count: int = 100
+        self,
+        stream: str,
+        group: str,
+        consumer: str,
+        min_idle_ms: int,
+        count: int = 100,
+        backoff: bool = False,
     ) -> list[Entry]:
         """Take over entries pending for at least ``min_idle_ms`` on any consumer.
 
-        ``consumer`` itself included (``XAUTOCLAIM``): an entry whose work was lost comes
-        back to whoever claims it; claiming resets its idle time.
+        ``consumer`` itself included: an entry whose work was lost comes back to whoever
+        claims it; claiming resets its idle time and counts a delivery. With ``backoff``
+        an entry already delivered ``d`` times needs ``min_idle_ms * 2**min(d - 1, 6)``
+        of idle time, so work that is only slow (a backlog) is not handed out again and
+        again. Entries trimmed from the stream leave the pending list and are not
+        returned.
         """
 
     @abstractmethod
@@ -473,7 +483,13 @@ class InProcessBus(Bus):
         return done
 
     async def claim_stale(
-        self, stream: str, group: str, consumer: str, min_idle_ms: int, count: int = 100
+        self,
+        stream: str,
+        group: str,
+        consumer: str,
+        min_idle_ms: int,
+        count: int = 100,
+        backoff: bool = False,
     ) -> list[Entry]:
         """See :meth:`Bus.claim_stale`."""
         s, g = self._group(stream, group)
@@ -483,7 +499,7 @@ class InProcessBus(Bus):
         for eid, p in list(g.pending.items()):
             if len(out) >= count:
                 break
-            if (now - p.delivered_at) * 1000 < min_idle_ms:
+            if (now - p.delivered_at) * 1000 < min_idle_ms * _backoff_factor(p.deliveries, backoff):
                 continue
             if eid not in kept:  # trimmed away: Redis reports it deleted and drops it
                 del g.pending[eid]
@@ -517,6 +533,11 @@ class InProcessBus(Bus):
 # ------------------------------------------------------------------------------------------
 # Redis Streams implementation
 # ------------------------------------------------------------------------------------------
+
+
+def _backoff_factor(deliveries: int, backoff: bool) -> int:
+    """Idle-time multiple an entry delivered ``deliveries`` times needs before a claim."""
+    return 1 << min(max(deliveries - 1, 0), 6) if backoff else 1
 
 
 def _id_key(eid: str) -> tuple[int, int]:
@@ -660,9 +681,17 @@ class RedisStreamsBus(Bus):
         return done
 
     async def claim_stale(
-        self, stream: str, group: str, consumer: str, min_idle_ms: int, count: int = 100
+        self,
+        stream: str,
+        group: str,
+        consumer: str,
+        min_idle_ms: int,
+        count: int = 100,
+        backoff: bool = False,
     ) -> list[Entry]:
         """See :meth:`Bus.claim_stale`."""
+        if backoff:
+            return await self._claim_backoff(stream, group, consumer, min_idle_ms, count)
         out: list[Entry] = []
         start = "0-0"
         while len(out) < count:
@@ -673,6 +702,38 @@ class RedisStreamsBus(Bus):
             out += self._entries([(stream, reply[1])])
             if start == "0-0":
                 break
+        return out
+
+    async def _claim_backoff(
+        self, stream: str, group: str, consumer: str, min_idle_ms: int, count: int
+    ) -> list[Entry]:
+        """``XPENDING ... IDLE`` pages, filtered by delivery count, then ``XCLAIM``."""
+        import redis
+
+        out: list[Entry] = []
+        start = "-"
+        page = 256
+        try:
+            while len(out) < count:
+                rows: list[dict[str, Any]] = await self._redis.xpending_range(
+                    stream, group, start, "+", page, idle=min_idle_ms
+                )
+                if not rows:
+                    break
+                due: list[Any] = [
+                    r["message_id"]
+                    for r in rows
+                    if int(r["time_since_delivered"])
+                    >= min_idle_ms * _backoff_factor(int(r["times_delivered"]), True)
+                ][: count - len(out)]
+                if due:
+                    got = await self._redis.xclaim(stream, group, consumer, min_idle_ms, due)
+                    out += self._entries([(stream, got)])  # trimmed ones come back empty
+                if len(rows) < page:
+                    break
+                start = "(" + _sid(rows[-1]["message_id"])
+        except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
+            raise self._down(exc) from None
         return out
 
     async def lag(self, stream: str, group: str) -> GroupLag:

@@ -104,6 +104,44 @@ def test_unacked_entries_come_back_and_dead_consumer_is_claimed(
     run(go())
 
 
+def test_own_pending_entries_page_and_claims_back_off_per_delivery(
+    make_bus: Callable[..., Bus],
+) -> None:
+    async def go() -> None:
+        async with make_bus(maxlen=1000) as bus:
+            await bus.ensure_group(S1, "persist")
+            for p in payloads(10):
+                await bus.publish(S1, p)
+            await bus.flush()
+            mine = await bus.read("persist", "bridge", [S1], count=100, block_ms=0)
+            ids = [e.id for e in mine]
+            # own pending entries, a page at a time after the last id seen
+            page1 = await bus.read("persist", "bridge", [S1], count=4, block_ms=0, pending=True)
+            page2 = await bus.read(
+                "persist", "bridge", [S1], 4, 0, pending=True, after=page1[-1].id
+            )
+            page3 = await bus.read(
+                "persist", "bridge", [S1], 4, 0, pending=True, after=page2[-1].id
+            )
+            assert [e.id for e in page1 + page2 + page3] == ids
+            # the pages counted a second delivery of each: with backoff 2 x 100 ms are due
+            await asyncio.sleep(0.12)
+            assert await bus.claim_stale(S1, "persist", "b", 100, backoff=True) == []
+            # without backoff the idle time alone decides: all ten (and a delivery each)
+            assert len(await bus.claim_stale(S1, "persist", "b", 100)) == 10
+            await bus.ack("persist", mine[:8])
+            await asyncio.sleep(0.45)  # 2 entries, 3 deliveries: need 4 x 100 ms
+            got = await bus.claim_stale(S1, "persist", "c", 100, backoff=True)
+            assert [e.id for e in got] == ids[8:]
+            assert await bus.claim_stale(S1, "persist", "c", 100, backoff=True) == []
+            await asyncio.sleep(0.45)  # 4 deliveries now: 8 x 100 ms, not yet
+            assert await bus.claim_stale(S1, "persist", "c", 100, backoff=True) == []
+            await asyncio.sleep(0.4)
+            assert len(await bus.claim_stale(S1, "persist", "c", 100, backoff=True)) == 2
+
+    run(go())
+
+
 def test_lag_counts_undelivered_and_ages(make_bus: Callable[..., Bus]) -> None:
     async def go() -> None:
         async with make_bus() as bus:
