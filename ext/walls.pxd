@@ -65,7 +65,9 @@ cdef class WallParams:
 cdef class WallDetector:
     cdef WallCfg cfg
     cdef uint64_t* vals         # live band sizes, best first, when the side has tombstones
-    cdef uint64_t* sel          # selection scratch (copies, |size - median|)
+    cdef uint64_t* sel          # selection scratch (copies, |size - median|), band + 4
+    cdef uint64_t* sel2         # two more buffers the AVX2 selection rotates through
+    cdef uint64_t* sel3
     cdef Py_ssize_t* slots      # book slot of each band level, best first (scratch)
     cdef Py_ssize_t* cand       # candidate indexes into vals (scratch)
     cdef uint64_t med_hint[2]   # last band median per side (selection shortcut)

@@ -10,8 +10,9 @@ levels, cut at ``band_bps`` from the mid if set) holding at least ``min_levels``
 
 Medians are never sorted for: each side keeps the previous median and MAD as hints, one
 counting pass says whether they still hold or how far the rank moved, and a nearby rank is
-reached by a few min/max passes, a farther one by quickselect on a copy. The band passes
-are vectorized (AVX2, chosen at import by the CPU) with a portable fallback. The MAD is
+reached by a few min/max passes, a farther one by quickselect (with AVX2 each partition
+is one compacting vector pass). The band passes are vectorized (AVX2, chosen at import by
+the CPU) with a portable fallback. The MAD is
 only computed when some level passes the first test.
 
 ``WallDetector`` streams: ``update(book, ts_ns)`` rescans the book and matches walls with
@@ -195,8 +196,108 @@ cdef extern from *:
             if (v[j] >= t) out[nc++] = j;
         return nc;
     }
+
+    /* vpermd indexes moving the 64-bit lanes selected by a 4-bit mask to the front, in
+       order (the rest is don't-care), and the popcount of each mask */
+    static int32_t wall_perm[16][8];
+    static const unsigned char wall_pop4[16] = {0,1,1,2,1,2,2,3,1,2,2,3,2,3,3,4};
+    static void wall_perm_init(void) {
+        for (int m = 0; m < 16; m++) {
+            int o = 0;
+            for (int i = 0; i < 4; i++)
+                if (m >> i & 1) {
+                    wall_perm[m][2 * o] = 2 * i;
+                    wall_perm[m][2 * o + 1] = 2 * i + 1;
+                    o++;
+                }
+            for (; o < 4; o++) {
+                wall_perm[m][2 * o] = 0;
+                wall_perm[m][2 * o + 1] = 1;
+            }
+        }
+    }
+
+    static inline uint64_t wall_med3u(uint64_t a, uint64_t b, uint64_t c) {
+        uint64_t lo = a < b ? a : b, hi = a < b ? b : a;
+        return c < lo ? lo : (c > hi ? hi : c);
+    }
+
+    /* The k-th smallest (0-based) of src[0:n] (unsigned; src is not written). Quickselect
+       whose partition is one out-of-place AVX2 pass: the values < p are compacted into
+       one buffer and those > p into another (lane compaction by vpermd and a 16-entry
+       table), values == p are dropped (the answer when k falls among them, so flat books
+       finish in one pass). The three buffers t[] rotate; each holds n + 4 values (the
+       compacting stores write 4 lanes). Pivot: median of 3, of 9 above 64 values. */
+    #define WALL_VSMALL 16
+    __attribute__((target("avx2")))
+    static uint64_t wall_select_avx2(const uint64_t* src, Py_ssize_t n, Py_ssize_t k,
+                                     uint64_t* t0, uint64_t* t1, uint64_t* t2) {
+        const __m256i flip = _mm256_set1_epi64x((long long)0x8000000000000000ULL);
+        uint64_t* t[3] = {t0, t1, t2};
+        int cur = -1;
+        while (n > WALL_VSMALL) {
+            Py_ssize_t m = n >> 1, e;
+            uint64_t p;
+            if (n > 64) {
+                e = n >> 3;
+                p = wall_med3u(wall_med3u(src[0], src[e], src[2 * e]),
+                               wall_med3u(src[m - e], src[m], src[m + e]),
+                               wall_med3u(src[n - 1 - 2 * e], src[n - 1 - e], src[n - 1]));
+            } else {
+                p = wall_med3u(src[0], src[m], src[n - 1]);
+            }
+            int il = cur < 0 ? 0 : (cur + 1) % 3, ig = cur < 0 ? 1 : (cur + 2) % 3;
+            uint64_t *lo = t[il], *hi = t[ig];
+            /* unsigned order through signed compares: flip the top bit of both sides */
+            __m256i pv = _mm256_xor_si256(_mm256_set1_epi64x((long long)p), flip);
+            Py_ssize_t nl = 0, ng = 0, j = 0;
+            for (; j + 4 <= n; j += 4) {
+                __m256i x = _mm256_loadu_si256((const __m256i*)(src + j));
+                __m256i xs = _mm256_xor_si256(x, flip);
+                int ml = _mm256_movemask_pd(_mm256_castsi256_pd(_mm256_cmpgt_epi64(pv, xs)));
+                int mg = _mm256_movemask_pd(_mm256_castsi256_pd(_mm256_cmpgt_epi64(xs, pv)));
+                __m256i pl = _mm256_loadu_si256((const __m256i*)wall_perm[ml]);
+                __m256i pg = _mm256_loadu_si256((const __m256i*)wall_perm[mg]);
+                _mm256_storeu_si256((__m256i*)(lo + nl), _mm256_permutevar8x32_epi32(x, pl));
+                _mm256_storeu_si256((__m256i*)(hi + ng), _mm256_permutevar8x32_epi32(x, pg));
+                nl += wall_pop4[ml];
+                ng += wall_pop4[mg];
+            }
+            for (; j < n; j++) {
+                uint64_t x = src[j];
+                lo[nl] = x;
+                hi[ng] = x;
+                nl += x < p;
+                ng += x > p;
+            }
+            if (k < nl) {
+                cur = il; src = lo; n = nl;
+            } else if (k >= n - ng) {
+                k -= n - ng;
+                cur = ig; src = hi; n = ng;
+            } else {
+                return p;
+            }
+        }
+        uint64_t small[WALL_VSMALL];
+        for (Py_ssize_t i = 0; i < n; i++) {
+            uint64_t x = src[i];
+            Py_ssize_t j = i;
+            while (j > 0 && small[j - 1] > x) {
+                small[j] = small[j - 1];
+                j--;
+            }
+            small[j] = x;
+        }
+        return small[k];
+    }
     #else
     #define WALL_X86 0
+    static void wall_perm_init(void) {}
+    static uint64_t wall_select_avx2(const uint64_t* src, Py_ssize_t n, Py_ssize_t k,
+                                     uint64_t* t0, uint64_t* t1, uint64_t* t2) {
+        return 0;  /* never called: wall_use_avx2 stays 0 */
+    }
     #endif
 
     static int wall_use_avx2 = 0;
@@ -204,6 +305,7 @@ cdef extern from *:
     /* on = 1: the AVX2 loops if the CPU has AVX2; on = 0: the portable ones */
     static int wall_set_avx2(int on) {
     #if WALL_X86
+        wall_perm_init();
         __builtin_cpu_init();
         wall_use_avx2 = on && __builtin_cpu_supports("avx2") ? 1 : 0;
     #endif
@@ -253,6 +355,8 @@ cdef extern from *:
     void wall_devs(const int64_t* v, Py_ssize_t n, int64_t m, int64_t* out) noexcept nogil
     Py_ssize_t wall_collect(const int64_t* v, Py_ssize_t n, int64_t t,
                             Py_ssize_t* out) noexcept nogil
+    uint64_t wall_select_avx2(const uint64_t* src, Py_ssize_t n, Py_ssize_t k,
+                              uint64_t* t0, uint64_t* t1, uint64_t* t2) noexcept nogil
 
 wall_set_avx2(1)
 
@@ -560,7 +664,7 @@ cdef inline Py_ssize_t _band_floor(const BookSide* s, double key_lim) noexcept n
 
 
 cdef inline uint64_t _select_near(const int64_t* v, Py_ssize_t n, bint dev, int64_t m,
-                                  int64_t* scratch, Py_ssize_t k, int64_t h, int64_t lt,
+                                  WallDetector det, Py_ssize_t k, int64_t h, int64_t lt,
                                   int64_t le) noexcept nogil:
     """``k``-th smallest of ``w = v`` (``dev`` false) or ``w = |v - m|`` (``dev`` true).
 
@@ -568,11 +672,13 @@ cdef inline uint64_t _select_near(const int64_t* v, Py_ssize_t n, bint dev, int6
     hint: ``h`` itself when its rank range holds ``k``; else up to ``_STEPS`` times the
     nearest distinct ``w`` towards rank ``k`` (one min/max pass: the answer if it is at
     the next rank, else a counting pass gives its rank range); past that ``w`` is written
-    to ``scratch`` (which may be ``v`` when ``dev`` is false) and a tracking pass within
-    ``_NEAR`` ranks or a selection (reordering ``scratch``) finishes.
+    to ``det.sel`` (unless ``dev`` is false: then ``v`` is read as it is) and a selection
+    finishes: with AVX2 the vectorized one (through ``det.sel``/``sel2``/``sel3``), else a
+    tracking pass within ``_NEAR`` ranks or quickselect on a copy in ``det.sel``.
     """
     cdef int64_t above, below
     cdef int step, steps
+    cdef const uint64_t* src = <const uint64_t*>v
     if lt <= k < le:
         return <uint64_t>h
     # a few rank steps from the hint: next distinct value, its rank counts, again (each
@@ -590,14 +696,19 @@ cdef inline uint64_t _select_near(const int64_t* v, Py_ssize_t n, bint dev, int6
         if lt <= k < le:
             return <uint64_t>h
     if dev:
-        wall_devs(v, n, m, scratch)
-    elif scratch != v:
-        memcpy(scratch, v, n * sizeof(int64_t))
+        wall_devs(v, n, m, <int64_t*>det.sel)
+        src = det.sel
+    if wall_use_avx2:
+        # a vectorized selection costs less than a tracking pass (a branchy insertion per
+        # value); its first pass may compact into det.sel while reading it (never ahead)
+        return wall_select_avx2(src, n, k, det.sel, det.sel2, det.sel3)
     if k < lt and lt - 1 - k < _NEAR:
-        return _kth_below(<const uint64_t*>scratch, n, <uint64_t>h, lt - 1 - k)
+        return _kth_below(src, n, <uint64_t>h, lt - 1 - k)
     if k >= le and k - le < _NEAR:
-        return _kth_above(<const uint64_t*>scratch, n, <uint64_t>h, k - le)
-    return wall_select(<uint64_t*>scratch, n, k)
+        return _kth_above(src, n, <uint64_t>h, k - le)
+    if not dev:
+        memcpy(det.sel, v, n * sizeof(int64_t))
+    return wall_select(det.sel, n, k)
 
 
 cdef inline Py_ssize_t _scan_side(WallDetector self, OrderBook book, int side, double mid,
@@ -620,7 +731,6 @@ cdef inline Py_ssize_t _scan_side(WallDetector self, OrderBook book, int side, d
     cdef Py_ssize_t cap = self.cfg.band_levels
     cdef const int64_t* v
     cdef int64_t* vals = <int64_t*>self.vals
-    cdef int64_t* sel = <int64_t*>self.sel
     cdef Py_ssize_t* cand = self.cand
     cdef int64_t x, hm = <int64_t>self.med_hint[side], hd = <int64_t>self.mad_hint[side]
     cdef uint64_t med, mad, ithr
@@ -655,7 +765,7 @@ cdef inline Py_ssize_t _scan_side(WallDetector self, OrderBook book, int side, d
         return 0
     wall_counts(v, n, hm, hd, &st)
     k = (n - 1) >> 1
-    med = _select_near(v, n, False, 0, sel, k, hm, st.lt, st.le)
+    med = _select_near(v, n, False, 0, self, k, hm, st.lt, st.le)
     self.med_hint[side] = med
     med_d = <double>med
     depth_d = wall_depth_double(st.shi, st.slo)
@@ -671,7 +781,7 @@ cdef inline Py_ssize_t _scan_side(WallDetector self, OrderBook book, int side, d
     nc = wall_collect(v, n, <int64_t>ithr, cand)   # ithr <= vmax < 2**63
     if <int64_t>med != hm:         # the MAD hint's counts around the new median
         wall_rank(v, n, True, <int64_t>med, hd, &st.ltd, &st.led)
-    mad = _select_near(v, n, True, <int64_t>med, sel, k, hd, st.ltd, st.led)
+    mad = _select_near(v, n, True, <int64_t>med, self, k, hd, st.ltd, st.led)
     self.mad_hint[side] = mad
     mad_thr = self.cfg.k_mad * <double>mad
     i = 0
@@ -761,13 +871,17 @@ cdef class WallDetector:
         self.cap_walls = 2 * m
         self.ev_cap = event_capacity
         self.vals = <uint64_t*>PyMem_Malloc(m * sizeof(uint64_t))
-        self.sel = <uint64_t*>PyMem_Malloc(m * sizeof(uint64_t))
+        # + 4: the AVX2 selection's compacting stores write whole 4-lane vectors
+        self.sel = <uint64_t*>PyMem_Malloc((m + 4) * sizeof(uint64_t))
+        self.sel2 = <uint64_t*>PyMem_Malloc((m + 4) * sizeof(uint64_t))
+        self.sel3 = <uint64_t*>PyMem_Malloc((m + 4) * sizeof(uint64_t))
         self.slots = <Py_ssize_t*>PyMem_Malloc(m * sizeof(Py_ssize_t))
         self.cand = <Py_ssize_t*>PyMem_Malloc(m * sizeof(Py_ssize_t))
         self.cur = <WallRec*>PyMem_Malloc(self.cap_walls * sizeof(WallRec))
         self.nxt = <WallRec*>PyMem_Malloc(self.cap_walls * sizeof(WallRec))
         self.ev = <WallEvent*>PyMem_Malloc(event_capacity * sizeof(WallEvent))
-        if (self.vals == NULL or self.sel == NULL or self.slots == NULL or self.cand == NULL
+        if (self.vals == NULL or self.sel == NULL or self.sel2 == NULL or self.sel3 == NULL
+                or self.slots == NULL or self.cand == NULL
                 or self.cur == NULL or self.nxt == NULL or self.ev == NULL):
             raise MemoryError("cannot allocate the wall detector")
 
@@ -777,6 +891,8 @@ cdef class WallDetector:
     def __dealloc__(self):
         PyMem_Free(self.vals)
         PyMem_Free(self.sel)
+        PyMem_Free(self.sel2)
+        PyMem_Free(self.sel3)
         PyMem_Free(self.slots)
         PyMem_Free(self.cand)
         PyMem_Free(self.cur)
@@ -958,7 +1074,8 @@ cdef class WallDetector:
 def select_kth(const uint64_t[::1] values not None, Py_ssize_t k) -> int:
     """The ``k``-th smallest (0-based) of ``values`` by the detector's selection routine.
 
-    Exposed for tests and benchmarks; ``values`` is not modified (a copy is reordered).
+    The AVX2 routine where the CPU has it and ``_use_avx2`` left it on, else the portable
+    one. Exposed for tests and benchmarks; ``values`` is not modified (copies are used).
 
     Raises
     ------
@@ -969,7 +1086,11 @@ def select_kth(const uint64_t[::1] values not None, Py_ssize_t k) -> int:
     if k < 0 or k >= n:
         raise ValueError(f"k must be within 0..{n - 1}, was {k}")
     cdef uint64_t[::1] tmp = np.array(values, dtype=np.uint64)
+    cdef uint64_t[::1] t = np.empty(3 * (n + 4), dtype=np.uint64)
     cdef uint64_t r
     with nogil:
-        r = wall_select(&tmp[0], n, k)
+        if wall_use_avx2:   # the detector's choice: AVX2 where the CPU has it
+            r = wall_select_avx2(&tmp[0], n, k, &t[0], &t[n + 4], &t[2 * (n + 4)])
+        else:
+            r = wall_select(&tmp[0], n, k)
     return r

@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ext.binance import BinanceFeed
@@ -107,20 +107,47 @@ def noisy(n: int, seed: int, lo: int = 100, hi: int = 200) -> np.ndarray:
 # ---------------------------------------------------------------- selection
 
 
-@given(st.lists(st.integers(0, 2**64 - 1), min_size=1, max_size=500), st.data())
-@settings(max_examples=300, deadline=None)
-def test_select_kth_equals_sorting(values, data):
+@pytest.fixture(params=[True, False], ids=["avx2", "portable"])
+def routine(request):
+    """Run with the AVX2 selection (where the CPU has it) or the portable quickselect."""
+    _use_avx2(request.param)
+    yield request.param
+    _use_avx2(True)
+
+
+# values drawn from a few small pools too, so equal values (the pivot's rank range) abound
+values_st = st.one_of(
+    st.lists(st.integers(0, 2**64 - 1), min_size=1, max_size=500),
+    st.lists(st.sampled_from([0, 1, 5, 2**63 - 1, 2**63, 2**64 - 1]), min_size=1, max_size=300),
+    st.lists(st.integers(0, 40), min_size=1, max_size=800),
+)
+
+
+@given(values_st, st.data())
+@settings(  # the fixture only picks the routine: the same for every example
+    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+def test_select_kth_equals_sorting(routine, values, data):
     arr = np.array(values, dtype=np.uint64)
     k = data.draw(st.integers(0, len(values) - 1))
     assert select_kth(arr, k) == sorted(values)[k]
     assert arr.tolist() == values  # input untouched
 
 
-def test_select_kth_on_many_duplicates_and_bad_k():
+def test_select_kth_on_many_duplicates_and_bad_k(routine):
     arr = np.array([7] * 300 + [1] * 5 + [9] * 2, dtype=np.uint64)
     assert select_kth(arr, 0) == 1 and select_kth(arr, 150) == 7 and select_kth(arr, 306) == 9
     with pytest.raises(ValueError, match=r"k must be within 0\.\.306, was 307"):
         select_kth(arr, 307)
+
+
+def test_select_kth_every_rank_of_sorted_reversed_and_organ_pipe_inputs(routine):
+    """Orders that defeat fixed pivot positions; every k, against sorting."""
+    base = np.random.default_rng(3).integers(0, 10**6, 257).astype(np.uint64)
+    srt = np.sort(base)
+    pipe = np.concatenate([srt[::2], srt[1::2][::-1]])
+    for arr in (srt, srt[::-1].copy(), pipe):
+        assert [select_kth(arr, k) for k in range(len(arr))] == srt.tolist()
 
 
 # ---------------------------------------------------------------- detection
