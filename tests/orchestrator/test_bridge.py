@@ -76,20 +76,18 @@ def _ids(ranges: list[Range], all_ids: list[str]) -> list[str]:
     return out
 
 
+def _small_bridge(bus: InProcessBus, ranges: list[Range], **kw: Any) -> Bridge:
+    """A bridge on ``STREAM`` handing 4-entry tasks to ``ranges.append``, no lingering."""
+    return Bridge(bus, ranges.append, [STREAM], entries_per_task=4, block_ms=10, linger_ms=0, **kw)
+
+
 def test_entries_whose_read_reply_was_lost_are_recovered_without_waiting_for_a_claim() -> None:
     async def go() -> tuple[list[str], list[Range], FlakyBus, Bridge, GroupLag]:
         bus = FlakyBus(served_then_fail=[2])  # call 1: recover_own at start; 2: first step
         all_ids = await _fill(bus, 10)
         ranges: list[Range] = []
-        bridge = Bridge(
-            bus,
-            ranges.append,
-            [STREAM],
-            entries_per_task=4,
-            block_ms=10,
-            linger_ms=0,
-            claim_idle_ms=3_600_000,  # a claim would come far too late
-        )
+        # a claim would come far too late
+        bridge = _small_bridge(bus, ranges, claim_idle_ms=3_600_000)
         runner = asyncio.create_task(bridge.run())
         for _ in range(300):
             await asyncio.sleep(0.01)
@@ -136,16 +134,7 @@ def test_entries_no_task_acknowledged_are_re_published_once_idle_until_acknowled
         bus = InProcessBus()
         all_ids = await _fill(bus, 10)
         ranges: list[Range] = []
-        bridge = Bridge(
-            bus,
-            ranges.append,
-            [STREAM],
-            entries_per_task=4,
-            block_ms=10,
-            linger_ms=0,
-            claim_idle_ms=100,
-            claim_every=0.02,
-        )
+        bridge = _small_bridge(bus, ranges, claim_idle_ms=100, claim_every=0.02)
         runner = asyncio.create_task(bridge.run())
         for _ in range(300):  # the first hand-over: 3 tasks, all "lost"
             await asyncio.sleep(0.01)
