@@ -18,8 +18,7 @@ The bridge (:mod:`orchestrator.data.bridge`) hands a task only a *reference*:
 Idempotence: a range already stored is recognised by its batch key and skipped; a range
 that overlaps stored rows under another key (entries the bridge re-published because their
 task was lost or is late, a claim of a dead bridge's entries) is merged on the natural
-keys. Either
-way every event is stored once, however often the task runs.
+keys. Either way every event is stored once, however often the task runs.
 
 Failures: PostgreSQL or the bus Redis unreachable (:class:`ServiceUnavailableError`)
 -> the task retries for ever with capped exponential backoff (jittered, at most
