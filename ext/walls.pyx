@@ -132,6 +132,12 @@ cdef extern from *:
         return nc;
     }
 
+    /* median of three (the quickselect pivots, both builds) */
+    static inline uint64_t wall_med3u(uint64_t a, uint64_t b, uint64_t c) {
+        uint64_t lo = a < b ? a : b, hi = a < b ? b : a;
+        return c < lo ? lo : (c > hi ? hi : c);
+    }
+
     #if (defined(__GNUC__) || defined(__clang__)) && defined(__x86_64__)
     #include <immintrin.h>
     #define WALL_X86 1
@@ -215,11 +221,6 @@ cdef extern from *:
                 wall_perm[m][2 * o + 1] = 1;
             }
         }
-    }
-
-    static inline uint64_t wall_med3u(uint64_t a, uint64_t b, uint64_t c) {
-        uint64_t lo = a < b ? a : b, hi = a < b ? b : a;
-        return c < lo ? lo : (c > hi ? hi : c);
     }
 
     /* The k-th smallest (0-based) of src[0:n] (unsigned; src is not written). Quickselect
@@ -357,6 +358,7 @@ cdef extern from *:
                             Py_ssize_t* out) noexcept nogil
     uint64_t wall_select_avx2(const uint64_t* src, Py_ssize_t n, Py_ssize_t k,
                               uint64_t* t0, uint64_t* t1, uint64_t* t2) noexcept nogil
+    uint64_t wall_med3u(uint64_t a, uint64_t b, uint64_t c) noexcept nogil
 
 wall_set_avx2(1)
 
@@ -452,12 +454,6 @@ cdef inline Py_ssize_t _part_le(uint64_t* a, Py_ssize_t lo, Py_ssize_t hi,
     return i
 
 
-cdef inline uint64_t _med3(uint64_t a, uint64_t b, uint64_t c) noexcept nogil:
-    cdef uint64_t lo = a if a < b else b
-    cdef uint64_t hi = b if a < b else a
-    return lo if c < lo else (hi if c > hi else c)
-
-
 cdef uint64_t wall_select(uint64_t* a, Py_ssize_t n, Py_ssize_t k) noexcept nogil:
     """The ``k``-th smallest (0-based) of ``a[0:n]`` (``0 <= k < n``); reorders ``a``.
 
@@ -471,11 +467,11 @@ cdef uint64_t wall_select(uint64_t* a, Py_ssize_t n, Py_ssize_t k) noexcept nogi
         m = lo + ((hi - lo) >> 1)
         if hi - lo > 128:
             e = (hi - lo) >> 3
-            p = _med3(_med3(a[lo], a[lo + e], a[lo + 2 * e]),
-                      _med3(a[m - e], a[m], a[m + e]),
-                      _med3(a[hi - 1 - 2 * e], a[hi - 1 - e], a[hi - 1]))
+            p = wall_med3u(wall_med3u(a[lo], a[lo + e], a[lo + 2 * e]),
+                           wall_med3u(a[m - e], a[m], a[m + e]),
+                           wall_med3u(a[hi - 1 - 2 * e], a[hi - 1 - e], a[hi - 1]))
         else:
-            p = _med3(a[lo], a[m], a[hi - 1])
+            p = wall_med3u(a[lo], a[m], a[hi - 1])
         i = _part_lt(a, lo, hi, p)
         if k < i:
             hi = i
